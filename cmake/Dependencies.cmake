@@ -1,0 +1,30 @@
+# Third-party libraries, all from Debian packages (scripts/deps.sh installs them).
+find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(PkgConfig REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(spdlog REQUIRED)
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+pkg_check_modules(ICU REQUIRED IMPORTED_TARGET icu-uc)
+pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
+
+# OpenBLAS, OpenMP flavour: inside our own OpenMP regions it runs single-threaded
+# instead of oversubscribing, and its results are deterministic for a fixed
+# thread count (needed for bit-identical resume).
+find_library(OPENBLAS_LIB openblas
+  PATHS /usr/lib/x86_64-linux-gnu/openblas-openmp /usr/lib/aarch64-linux-gnu/openblas-openmp
+  NO_DEFAULT_PATH)
+if(NOT OPENBLAS_LIB)
+  find_library(OPENBLAS_LIB openblas REQUIRED)
+endif()
+find_path(OPENBLAS_INCLUDE cblas.h
+  PATHS /usr/include/x86_64-linux-gnu/openblas-openmp /usr/include/aarch64-linux-gnu/openblas-openmp
+  NO_DEFAULT_PATH)
+if(NOT OPENBLAS_INCLUDE)
+  find_path(OPENBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas REQUIRED)
+endif()
+add_library(murmur_blas INTERFACE)
+target_link_libraries(murmur_blas INTERFACE ${OPENBLAS_LIB})
+target_include_directories(murmur_blas SYSTEM INTERFACE ${OPENBLAS_INCLUDE})
+message(STATUS "murmur: BLAS ${OPENBLAS_LIB}")

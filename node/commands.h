@@ -1,0 +1,16 @@
+// Subcommands of the `murmur` executable. Each add_* function registers one
+// subcommand (its flags, --help text and callback) on a CLI11 parent.
+// Callbacks throw on errors; main() turns them into one line and exit code 1.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace murmur::cli {
+
+void add_data_command(CLI::App& app);      // murmur data prepare
+void add_train_command(CLI::App& app);     // murmur train
+void add_eval_command(CLI::App& app);      // murmur eval
+void add_bench_model(CLI::App& bench);     // murmur bench model
+void add_bench_compress(CLI::App& bench);  // murmur bench compress
+
+}  // namespace murmur::cli
