@@ -27,8 +27,8 @@ void ModelConfig::validate() const {
   need(n_layer >= 1 && n_layer <= 256, "n_layer must be in 1..256 (got " + std::to_string(n_layer) + ")");
   need(n_head >= 1 && n_head <= 256, "n_head must be in 1..256 (got " + std::to_string(n_head) + ")");
   need(n_embd >= 1 && n_embd <= 65536, "n_embd must be in 1..65536 (got " + std::to_string(n_embd) + ")");
-  need(n_embd % n_head == 0, "n_head (" + std::to_string(n_head) + ") must divide n_embd (" +
-                                 std::to_string(n_embd) + ")");
+  need(n_embd % n_head == 0,
+       "n_head (" + std::to_string(n_head) + ") must divide n_embd (" + std::to_string(n_embd) + ")");
   need(n_ctx >= 1 && n_ctx <= 1 << 20, "n_ctx must be in 1..1048576 (got " + std::to_string(n_ctx) + ")");
   need(vocab_size >= 2 && vocab_size <= 65536,
        "vocab_size must be in 2..65536 (token ids are 16-bit; got " + std::to_string(vocab_size) + ")");
@@ -44,6 +44,16 @@ void ModelConfig::finalize() {
 std::string ModelConfig::describe() const {
   return "L=" + std::to_string(n_layer) + " H=" + std::to_string(n_head) + " C=" + std::to_string(n_embd) +
          " T=" + std::to_string(n_ctx) + " V=" + std::to_string(vocab_size);
+}
+
+size_t ModelConfig::num_params() const {
+  const size_t C = n_embd, L = n_layer;
+  return static_cast<size_t>(vocab_size) * C + static_cast<size_t>(n_ctx) * C + L * (12 * C * C + 13 * C) +
+         2 * C;
+}
+
+double ModelConfig::train_flops_per_token(int T) const {
+  return 6.0 * static_cast<double>(num_params()) + 12.0 * n_layer * n_embd * static_cast<double>(T);
 }
 
 ModelConfig preset_config(std::string_view name) {

@@ -11,10 +11,10 @@ namespace murmur {
 struct ModelConfig {
   int n_layer = 0;
   int n_head = 0;
-  int n_embd = 0;         // C
-  int n_ctx = 0;          // maximum sequence length (learned positions)
-  int vocab_size = 0;     // V: real vocabulary size
-  int padded_vocab = 0;   // Vp: V rounded up so the (Vp, C) embedding GEMMs stay aligned
+  int n_embd = 0;        // C
+  int n_ctx = 0;         // maximum sequence length (learned positions)
+  int vocab_size = 0;    // V: real vocabulary size
+  int padded_vocab = 0;  // Vp: V rounded up so the (Vp, C) embedding GEMMs stay aligned
 
   // Throws std::invalid_argument naming the offending field (e.g. heads not dividing width).
   void validate() const;
@@ -22,6 +22,10 @@ struct ModelConfig {
   void finalize();
   int head_size() const { return n_embd / n_head; }
   std::string describe() const;  // "L=4 H=4 C=256 T=256 V=256"
+  size_t num_params() const;     // real parameters (vocabulary padding excluded)
+  // Training FLOPs per token at context T: 6 per weight plus attention's
+  // 12·L·C·T (PaLM appendix B), the basis of throughput and MFU figures.
+  double train_flops_per_token(int T) const;
 };
 
 // Vocabulary rounded up to a multiple of 128 (GPT-2: 50257 -> 50304).

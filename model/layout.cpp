@@ -56,9 +56,10 @@ ModelTensors bind_tensors(const ParamLayout& layout, const ModelConfig& cfg, flo
   for (int i = 0; i < cfg.n_layer; ++i) {
     const std::string p = "transformer.h." + std::to_string(i) + ".";
     m.blocks.push_back({ptr(p + "ln_1.weight"), ptr(p + "ln_1.bias"), ptr(p + "attn.c_attn.weight"),
-                        ptr(p + "attn.c_attn.bias"), ptr(p + "attn.c_proj.weight"), ptr(p + "attn.c_proj.bias"),
-                        ptr(p + "ln_2.weight"), ptr(p + "ln_2.bias"), ptr(p + "mlp.c_fc.weight"),
-                        ptr(p + "mlp.c_fc.bias"), ptr(p + "mlp.c_proj.weight"), ptr(p + "mlp.c_proj.bias")});
+                        ptr(p + "attn.c_attn.bias"), ptr(p + "attn.c_proj.weight"),
+                        ptr(p + "attn.c_proj.bias"), ptr(p + "ln_2.weight"), ptr(p + "ln_2.bias"),
+                        ptr(p + "mlp.c_fc.weight"), ptr(p + "mlp.c_fc.bias"), ptr(p + "mlp.c_proj.weight"),
+                        ptr(p + "mlp.c_proj.bias")});
   }
   m.lnf_w = ptr("transformer.ln_f.weight");
   m.lnf_b = ptr("transformer.ln_f.bias");

@@ -17,7 +17,7 @@ struct TensorInfo {
   std::vector<int64_t> shape;  // as stored here; Conv1D weights are (in, out) as in HF
   size_t offset = 0;           // in floats from the start of the buffer; multiple of kAlignFloats
   size_t numel = 0;
-  bool decay = false;          // weight decay applies (matrices, not biases/LayerNorm)
+  bool decay = false;  // weight decay applies (matrices, not biases/LayerNorm)
 };
 
 class ParamLayout {
@@ -52,9 +52,9 @@ struct BlockTensors {
   float *proj_w, *proj_b;  // (4C, C), (C)
 };
 struct ModelTensors {
-  float *wte, *wpe;        // (Vp, C), (T, C)
+  float *wte, *wpe;  // (Vp, C), (T, C)
   std::vector<BlockTensors> blocks;
-  float *lnf_w, *lnf_b;    // (C)
+  float *lnf_w, *lnf_b;  // (C)
 };
 ModelTensors bind_tensors(const ParamLayout& layout, const ModelConfig& cfg, float* base);
 

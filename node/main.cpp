@@ -1,12 +1,17 @@
 // murmur: one binary, subcommands for every job (see --help).
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <new>
 
 #include "node/commands.h"
+#include "node/config_args.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"murmur: decentralized training of GPT-style language models over gossip"};
+  // A flag given twice keeps the last value: --config files are spliced in
+  // before the command line's own flags, which must win.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.require_subcommand(1);
   app.set_version_flag("--version", "murmur 0.1.0");
   murmur::cli::add_data_command(app);
@@ -17,7 +22,10 @@ int main(int argc, char** argv) {
   murmur::cli::add_bench_model(*bench);
   murmur::cli::add_bench_compress(*bench);
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> args = murmur::cli::expand_config_args(argc, argv);
+    std::reverse(args.begin(), args.end());
+    args.pop_back();  // CLI11 takes the arguments reversed, without the program name
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::bad_alloc&) {

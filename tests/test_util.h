@@ -1,0 +1,64 @@
+// Shared helpers for the tests: temporary directories, running commands, and
+// finding a Python interpreter that can import torch.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace murmur::test {
+
+// A fresh directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "murmur-test-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& s) const { return path_ / s; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct CommandResult {
+  int rc = -1;
+  std::string output;  // stdout and stderr together
+};
+
+inline CommandResult run_command(const std::string& cmd) {
+  CommandResult r;
+  std::FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+inline std::string murmur_bin() { return MURMUR_BINARY; }
+inline std::string source_dir() { return MURMUR_SOURCE_DIR; }
+
+// Debian's python3-torch is importable from /usr/bin/python3 only; MURMUR_PYTHON overrides.
+inline std::string torch_python() {
+  for (const char* cand :
+       {static_cast<const char*>(std::getenv("MURMUR_PYTHON")), "/usr/bin/python3", "python3"}) {
+    if (!cand) continue;
+    if (run_command(std::string(cand) + " -c 'import torch'").rc == 0) return cand;
+  }
+  return {};
+}
+
+}  // namespace murmur::test
