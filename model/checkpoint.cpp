@@ -147,14 +147,15 @@ void save_checkpoint(const fs::path& dir, const ModelConfig& cfg, const ParamLay
 
 fs::path resolve_checkpoint(const fs::path& path) {
   if (!fs::exists(path)) throw std::runtime_error("checkpoint '" + path.string() + "' does not exist");
-  if (fs::is_directory(path) && !fs::exists(path / kModelFile) && fs::exists(path / "latest")) {
+  const bool is_ckpt = fs::exists(path / kModelFile) || fs::exists(path / kManifest);
+  if (fs::is_directory(path) && !is_ckpt && fs::exists(path / "latest")) {
     std::string name = read_text_file(path / "latest", 4096);
     name.erase(name.find_last_not_of(" \n\r\t") + 1);
     if (name.empty() || name.find('/') != std::string::npos)
       throw std::runtime_error("'" + (path / "latest").string() + "' does not name a checkpoint");
     return path / name;
   }
-  if (!fs::is_directory(path) || !fs::exists(path / kModelFile))
+  if (!fs::is_directory(path) || !is_ckpt)
     throw std::runtime_error("'" + path.string() + "' is not a checkpoint directory (no " + kModelFile +
                              " and no 'latest' file)");
   return path;

@@ -31,11 +31,13 @@ struct TrainArgs {
   uint64_t seed = 1337;
   int64_t eval_every = 200, eval_windows = 100, ckpt_every = 500, log_every = 10;
   int keep = 3;
+  int n_layer = 0, n_head = 0, n_embd = 0, n_ctx = 0;  // preset overrides (0 = keep)
   double max_seconds = 0;
+  int64_t stop_after = 0;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TrainArgs, preset, data, steps, batch, context, grad_accum, lr,
                                    min_lr_frac, weight_decay, beta1, beta2, clip, warmup, seed, eval_every,
-                                   eval_windows, ckpt_every, log_every, keep)
+                                   eval_windows, ckpt_every, log_every, keep, n_layer, n_head, n_embd, n_ctx)
 
 // On resume, every setting not given on this command line comes from the run's saved arguments.
 void inherit_saved_args(CLI::App& sub, TrainArgs& a, const json& saved) {
@@ -50,8 +52,20 @@ void inherit_saved_args(CLI::App& sub, TrainArgs& a, const json& saved) {
   const std::string out = a.out, resume = a.resume, device = a.device;
   const int threads = a.threads;
   const double max_seconds = a.max_seconds;
+  const int64_t stop_after = a.stop_after;
   a = merged.get<TrainArgs>();
   a.out = out, a.resume = resume, a.device = device, a.threads = threads, a.max_seconds = max_seconds;
+  a.stop_after = stop_after;
+}
+
+ModelConfig model_config(const TrainArgs& a) {
+  ModelConfig cfg = preset_config(a.preset);
+  if (a.n_layer) cfg.n_layer = a.n_layer;
+  if (a.n_head) cfg.n_head = a.n_head;
+  if (a.n_embd) cfg.n_embd = a.n_embd;
+  if (a.n_ctx) cfg.n_ctx = a.n_ctx;
+  cfg.finalize();
+  return cfg;
 }
 
 void run_train(CLI::App& sub, TrainArgs a) {
@@ -63,7 +77,7 @@ void run_train(CLI::App& sub, TrainArgs a) {
   if (a.data.empty())
     throw std::invalid_argument("--data is required (a directory made by `murmur data prepare`)");
   if (a.out.empty()) throw std::invalid_argument("--out is required");
-  const ModelConfig cfg = a.resume.empty() ? preset_config(a.preset) : ck.cfg;
+  const ModelConfig cfg = a.resume.empty() ? model_config(a) : ck.cfg;
   if (a.context == 0) a.context = cfg.n_ctx;
   if (a.steps < 1) throw std::invalid_argument("--steps must be at least 1");
   if (a.warmup < 0) a.warmup = std::max<int64_t>(1, a.steps / 20);
@@ -124,6 +138,7 @@ void run_train(CLI::App& sub, TrainArgs a) {
               a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency()));
   install_interrupt_handler();
   const auto start = std::chrono::steady_clock::now();
+  const int64_t first_step = trainer.steps_done();
   double window_seconds = 0;
   int64_t window_tokens = 0;
   const char* stop_reason = "finished";
@@ -135,6 +150,10 @@ void run_train(CLI::App& sub, TrainArgs a) {
     if (a.max_seconds > 0 &&
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >= a.max_seconds) {
       stop_reason = "time limit";
+      break;
+    }
+    if (a.stop_after > 0 && trainer.steps_done() - first_step >= a.stop_after) {
+      stop_reason = "stopped (--stop-after)";
       break;
     }
     const StepStats s = trainer.step();
@@ -252,6 +271,17 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   sub->add_option("--max-seconds", args->max_seconds,
                   "Stop (and save) after this many seconds (0 = no limit)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--stop-after", args->stop_after,
+                  "Stop (and save) after N steps of this invocation, keeping the schedule of --steps; "
+                  "continue later with --resume")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--n-layer", args->n_layer, "Override the preset's layer count")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--n-head", args->n_head, "Override the preset's attention heads")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--n-embd", args->n_embd, "Override the preset's width")->check(CLI::NonNegativeNumber);
+  sub->add_option("--n-ctx", args->n_ctx, "Override the preset's maximum context")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--resume", args->resume,
                   "Checkpoint directory, or a run directory (its latest checkpoint)");

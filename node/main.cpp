@@ -1,6 +1,9 @@
 // murmur: one binary, subcommands for every job (see --help).
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <new>
 
@@ -8,6 +11,14 @@
 #include "node/config_args.h"
 
 int main(int argc, char** argv) {
+  // OpenMP threads that spin while waiting steal the cores of the other peers
+  // and processes a Murmur machine typically runs (a swarm on one host, the
+  // netem harness): a tiny model trained 20x slower with one busy neighbour.
+  // libgomp reads the policy before main(), so set it and start again once.
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    ::execv("/proc/self/exe", argv);  // on failure, carry on with the default policy
+  }
   CLI::App app{"murmur: decentralized training of GPT-style language models over gossip"};
   // A flag given twice keeps the last value: --config files are spliced in
   // before the command line's own flags, which must win.

@@ -61,6 +61,15 @@ def param_names(n_layer):
     return names + ["transformer.ln_f.weight", "transformer.ln_f.bias"]
 
 
+def param_shapes(cfg):
+    """{name: shape} in Murmur's layout order, HF shapes (Conv1D weights are (in, out))."""
+    C, V = cfg["n_embd"], cfg["vocab_size"]
+    by_suffix = {"wte.weight": (V, C), "wpe.weight": (cfg["n_positions"], C), "c_attn.weight": (C, 3 * C),
+                 "c_attn.bias": (3 * C,), "attn.c_proj.weight": (C, C), "c_fc.weight": (C, 4 * C),
+                 "c_fc.bias": (4 * C,), "mlp.c_proj.weight": (4 * C, C)}
+    return {n: next((s for k, s in by_suffix.items() if n.endswith(k)), (C,)) for n in param_names(cfg["n_layer"])}
+
+
 def decays(name):
     """Weight decay applies to the embeddings and the matrices, as in Murmur."""
     return name.endswith(".weight") and ("wte" in name or "wpe" in name or "attn.c_" in name or "mlp.c_" in name)
@@ -103,13 +112,7 @@ def golden(out):
     cfg = {"n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64, "vocab_size": 256}
     g = torch.Generator().manual_seed(1234)
     P = {}
-    for name in param_names(cfg["n_layer"]):
-        C, V = cfg["n_embd"], cfg["vocab_size"]
-        shape = {"wte": (V, C), "wpe": (cfg["n_positions"], C), "ln_": (C,), "c_attn.weight": (C, 3 * C),
-                 "c_attn.bias": (3 * C,), "attn.c_proj.weight": (C, C), "attn.c_proj.bias": (C,),
-                 "c_fc.weight": (C, 4 * C), "c_fc.bias": (4 * C,), "mlp.c_proj.weight": (4 * C, C),
-                 "mlp.c_proj.bias": (C,)}
-        shp = next(s for key, s in shape.items() if key in name)
+    for name, shp in param_shapes(cfg).items():
         # Non-trivial values everywhere (LayerNorm and biases included) so every gradient path is exercised.
         if "ln_" in name and name.endswith("weight"):
             t = 1.0 + 0.1 * torch.randn(shp, generator=g)
