@@ -1,0 +1,121 @@
+// Scalar building blocks shared by the CPU kernels and the CUDA kernels, so both
+// produce the same bits: a counter-based hash for seeded randomness, exact
+// fp16/bf16 conversions, the quantiser's rounding and the canonical block sum.
+// Everything here is branch-free, so loops over it vectorise.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#define MURMUR_HD __host__ __device__ __forceinline__
+#else
+#define MURMUR_HD inline
+#endif
+
+namespace murmur::compress::math {
+
+MURMUR_HD uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+MURMUR_HD float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// A 32-bit integer hash with full avalanche (Wellons' "lowbias32").
+MURMUR_HD uint32_t hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+// Per-payload key from the caller's seed and a stream tag (one per use of randomness).
+MURMUR_HD uint32_t stream_key(uint64_t seed, uint32_t stream) {
+  return hash32(uint32_t(seed) ^ hash32(uint32_t(seed >> 32) ^ hash32(stream)));
+}
+inline constexpr uint32_t kStreamRounding = 1, kStreamRandk = 2, kStreamSample = 3, kStreamPowerSgd = 4;
+
+// Random bits for element i: independent of how the span is split across threads or devices.
+MURMUR_HD uint32_t element_bits(uint32_t key, uint64_t i) {
+  return hash32(uint32_t(i) ^ (key + uint32_t(i >> 32) * 0x9E3779B9U));
+}
+// Uniform in [0, 1) with 24 random bits (exact in float).
+MURMUR_HD float uniform24(uint32_t bits) { return float(bits >> 8) * 0x1p-24f; }
+
+// float -> fp16 bits, round to nearest even, denormals exact (Giesen's float_to_half_fast3_rtne,
+// branches turned into selects). Finite inputs above 65504 round to infinity (0x7c00).
+MURMUR_HD uint16_t float_to_half(float f) {
+  const uint32_t u0 = float_bits(f);
+  const uint32_t sign = (u0 >> 16) & 0x8000U;
+  const uint32_t u = u0 & 0x7fffffffU;
+  // Subnormal halves: let the FPU round by adding 0.5 (bits of the smallest normal half's ulp).
+  const uint32_t denorm_magic = ((127 - 15) + (23 - 10) + 1) << 23;
+  const uint32_t sub = float_bits(bits_float(u) + bits_float(denorm_magic)) - denorm_magic;
+  const uint32_t norm = (u + ((15U - 127U) << 23) + 0xfffU + ((u >> 13) & 1U)) >> 13;
+  const uint32_t inf_nan = u > 0x7f800000U ? 0x7e00U : 0x7c00U;
+  uint32_t h = u < (113U << 23) ? sub : norm;
+  h = u >= ((127U + 16U) << 23) ? inf_nan : h;
+  return uint16_t(h | sign);
+}
+// fp16 bits -> float, exact for finite values (callers reject exponent 31 first).
+MURMUR_HD float half_to_float(uint16_t h) {
+  const float mag = bits_float(uint32_t(h & 0x7fffU) << 13) * 0x1p112f;
+  return bits_float(float_bits(mag) | (uint32_t(h & 0x8000U) << 16));
+}
+MURMUR_HD bool half_is_finite(uint16_t h) { return (h & 0x7c00U) != 0x7c00U; }
+
+// float -> bf16 bits, round to nearest even (finite inputs; overflow rounds to infinity).
+MURMUR_HD uint16_t float_to_bf16(float f) {
+  const uint32_t u = float_bits(f);
+  return uint16_t((u + 0x7fffU + ((u >> 16) & 1U)) >> 16);
+}
+MURMUR_HD float bf16_to_float(uint16_t b) { return bits_float(uint32_t(b) << 16); }
+MURMUR_HD bool bf16_is_finite(uint16_t b) { return (b & 0x7f80U) != 0x7f80U; }
+
+MURMUR_HD bool is_finite(float f) { return (float_bits(f) & 0x7f800000U) != 0x7f800000U; }
+
+// Quantiser codes: v = x * inv + offset rounded into [lo, hi]. For the mid-tread int8/int4
+// quantiser offset = 0 and [lo, hi] = [-qmax, qmax]; for mid-rise int2 the caller halves x and
+// offsets by qmax / 2 so codes land in [0, 3]. inv = qmax / absmax (0 for an all-zero block).
+MURMUR_HD float quant_inv(float absmax, float qmax) { return absmax > 0 ? qmax / absmax : 0.0f; }
+// Clamp that sends NaN to lo, so a (rejected) NaN input never reaches a float-to-int cast.
+MURMUR_HD float clampf(float v, float lo, float hi) {
+  v = v > lo ? v : lo;
+  return v < hi ? v : hi;
+}
+// Round to nearest even: adding 1.5 * 2^23 pushes the fraction out (|v| <= 2^22 here).
+MURMUR_HD float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
+MURMUR_HD int quantise_nearest(float x, float inv, float offset, float lo, float hi) {
+  return int(clampf(round_even(x * inv + offset), lo, hi));
+}
+// Unbiased stochastic rounding: floor(v) + [u < frac(v)], so E[code] = v up to 2^-24.
+MURMUR_HD int quantise_stochastic(float x, float inv, float offset, float lo, float hi, float u) {
+  const float v = clampf(x * inv + offset, lo, hi);
+  const float r = round_even(v);
+  const float fl = r > v ? r - 1.0f : r;  // floor(v)
+  return int(clampf(fl + (u < v - fl ? 1.0f : 0.0f), lo, hi));
+}
+
+// Decoded value of one element, the same expression on every device: out + alpha * (level * scale).
+MURMUR_HD float accumulate(float out, float alpha, float level, float scale) {
+  return out + alpha * (level * scale);
+}
+
+// Canonical summation order for per-block sums (sign's mean |x|), matching a CUDA warp:
+// lane l sums elements l, l+32, l+64, ... in order, then lanes fold pairwise by halves.
+inline constexpr int kSumLanes = 32;
+MURMUR_HD float fold_lanes(float* lane) {
+  for (int off = kSumLanes / 2; off > 0; off >>= 1) {
+    for (int l = 0; l < off; ++l) lane[l] += lane[l + off];
+  }
+  return lane[0];
+}
+
+}  // namespace murmur::compress::math

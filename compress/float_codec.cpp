@@ -1,0 +1,116 @@
+// fp32 / fp16 / bf16: element-wise casts. Body: the n values, little-endian
+// (f32, or u16 fp16/bf16 bits, rounded to nearest even). No parameters.
+#include <cstring>
+#include <string>
+
+#include "compress/codec_math.h"
+#include "compress/codecs.h"
+#include "compress/parallel.h"
+
+namespace murmur::compress {
+namespace {
+
+struct Fp32 {
+  using Word = uint32_t;
+  static Word from(float f) { return math::float_bits(f); }
+  static float to(Word w) { return math::bits_float(w); }
+  static bool finite(Word w) { return math::is_finite(math::bits_float(w)); }
+};
+struct Fp16 {
+  using Word = uint16_t;
+  static Word from(float f) { return math::float_to_half(f); }
+  static float to(Word w) { return math::half_to_float(w); }
+  static bool finite(Word w) { return math::half_is_finite(w); }
+};
+struct Bf16 {
+  using Word = uint16_t;
+  static Word from(float f) { return math::float_to_bf16(f); }
+  static float to(Word w) { return math::bf16_to_float(w); }
+  static bool finite(Word w) { return math::bf16_is_finite(w); }
+};
+
+// Rounding a finite float can overflow (fp16 above 65504): checking the encoded word
+// catches that and NaN/Inf input in one test.
+template <class T>
+MURMUR_SIMD_CLONES bool encode_range(const float* __restrict x, uint8_t* __restrict out, size_t n) {
+  using W = typename T::Word;
+  uint32_t bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (size_t i = 0; i < n; ++i) {
+    const W w = T::from(x[i]);
+    bad |= uint32_t(!T::finite(w));
+    std::memcpy(out + i * sizeof(W), &w, sizeof(W));
+  }
+  return bad == 0;
+}
+
+template <class T>
+MURMUR_SIMD_CLONES bool check_range(const uint8_t* __restrict in, size_t n) {
+  using W = typename T::Word;
+  uint32_t bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (size_t i = 0; i < n; ++i) {
+    W w;
+    std::memcpy(&w, in + i * sizeof(W), sizeof(W));
+    bad |= uint32_t(!T::finite(w));
+  }
+  return bad == 0;
+}
+
+template <class T>
+MURMUR_SIMD_CLONES bool apply_range(const uint8_t* __restrict in, size_t n, float alpha, float* __restrict out) {
+  using W = typename T::Word;
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    W w;
+    std::memcpy(&w, in + i * sizeof(W), sizeof(W));
+    out[i] = math::accumulate(out[i], alpha, T::to(w), 1.0f);
+  }
+  return true;
+}
+
+template <class T>
+void encode_as(std::span<const float> x, ByteWriter& w, const char* name) {
+  constexpr size_t kW = sizeof(typename T::Word);
+  uint8_t* out = w.extend(x.size() * kW);
+  if (!parallel_chunks(x.size(), kParallelGrain, [&](size_t b, size_t e) {
+        return encode_range<T>(x.data() + b, out + b * kW, e - b);
+      })) {
+    throw_nonfinite_input(name);
+  }
+}
+
+template <class T>
+void decode_as(ByteReader& r, const Sink& sink, const char* name) {
+  constexpr size_t kW = sizeof(typename T::Word);
+  const size_t n = sink.out.size();
+  const uint8_t* in = r.bytes(uint64_t(n) * kW, "values").data();
+  r.expect_end(name);
+  if (!parallel_chunks(n, kParallelGrain, [&](size_t b, size_t e) { return check_range<T>(in + b * kW, e - b); })) {
+    throw DecodeError(std::string(name) + " payload holds NaN or infinity");
+  }
+  sink.begin();
+  parallel_chunks(n, kParallelGrain, [&](size_t b, size_t e) {
+    return apply_range<T>(in + b * kW, e - b, sink.alpha, sink.out.data() + b);
+  });
+}
+
+}  // namespace
+
+void encode_float(CodecId id, std::span<const float> x, ByteWriter& w) {
+  switch (id) {
+    case CodecId::kFp32: return encode_as<Fp32>(x, w, "fp32");
+    case CodecId::kFp16: return encode_as<Fp16>(x, w, "fp16");
+    default: return encode_as<Bf16>(x, w, "bf16");
+  }
+}
+
+void decode_float(CodecId id, ByteReader& r, const Sink& sink) {
+  switch (id) {
+    case CodecId::kFp32: return decode_as<Fp32>(r, sink, "fp32");
+    case CodecId::kFp16: return decode_as<Fp16>(r, sink, "fp16");
+    default: return decode_as<Bf16>(r, sink, "bf16");
+  }
+}
+
+}  // namespace murmur::compress

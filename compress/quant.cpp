@@ -1,0 +1,256 @@
+// Block-scaled quantisation: int8 / int4 / int2 and sign (1 bit). One kernel template
+// serves all four; a block's codes are computed into a small array, then packed
+// LSB-first into bytes.
+//
+// Body: u32 block, u8 flags (bit 0: stochastic rounding was used), u8 0, u16 0,
+//       f32 scale[ceil(n / block)], u8 codes[ceil(n * bits / 8)].
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "compress/codec_math.h"
+#include "compress/codecs.h"
+#include "compress/parallel.h"
+
+namespace murmur::compress {
+namespace {
+
+enum class Rule { kNearest, kStochastic, kSign };
+
+size_t packed_bytes(size_t n, int bits) { return (n * size_t(bits) + 7) / 8; }
+
+// Blocks per parallel chunk (about kParallelGrain elements).
+size_t block_grain(size_t block) { return std::max<size_t>(1, kParallelGrain / block); }
+
+// int8/int4 are mid-tread (levels -qmax..qmax, two's complement codes, zero is a level).
+// int2 and sign are mid-rise: code c in [0, 2^bits) is level 2c - qmax, i.e. {-3,-1,1,3}
+// and {-1,1}; with deterministic rounding their scale is the least-squares fit
+// <x, level> / <level, level> (for sign: mean |x|), which makes them contractive.
+template <int kBits, Rule kRule>
+struct BlockQuant {
+  static constexpr int kPer = 8 / kBits;
+  static constexpr bool kMidRise = kBits <= 2;
+  static constexpr bool kFitScale = kMidRise && kRule != Rule::kStochastic;
+  static constexpr float kQmax = kMidRise ? float((1 << kBits) - 1) : float((1 << (kBits - 1)) - 1);
+  static constexpr float kCodeMax = float((1 << kBits) - 1);
+
+  static float level(uint32_t code) {
+    return kMidRise ? 2.0f * float(code) - kQmax : float(int32_t(code << (32 - kBits)) >> (32 - kBits));
+  }
+
+  // Encodes one block of `bs` elements (zero-padded past `len`) starting at global index
+  // `first`. Returns false if the block holds a non-finite value.
+  static bool encode(const float* __restrict x, size_t bs, size_t len, uint64_t first, uint32_t key,
+                     float& scale, int8_t* __restrict codes, uint8_t* __restrict packed) {
+    uint32_t bad = 0;
+#pragma omp simd reduction(| : bad)
+    for (size_t i = 0; i < bs; ++i) bad |= uint32_t(!math::is_finite(x[i]));
+    if (kRule == Rule::kSign) {
+#pragma omp simd
+      for (size_t i = 0; i < bs; ++i) codes[i] = int8_t(1 - (math::float_bits(x[i]) >> 31));
+    } else {
+      float absmax = 0;
+#pragma omp simd reduction(max : absmax)
+      for (size_t i = 0; i < bs; ++i) {
+        const float a = std::fabs(x[i]);
+        absmax = absmax < a ? a : absmax;
+      }
+      scale = absmax / kQmax;
+      float inv = math::quant_inv(absmax, kQmax);
+      inv = inv < std::numeric_limits<float>::max() ? inv : std::numeric_limits<float>::max();
+      // Mid-rise codes round (v + qmax) / 2 to [0, 2^bits); mid-tread codes round v.
+      const float mul = kMidRise ? 0.5f : 1.0f, add = kMidRise ? 0.5f * kQmax : 0.0f;
+      const float lo = kMidRise ? 0.0f : -kQmax, hi = kMidRise ? kCodeMax : kQmax;
+      if (kRule == Rule::kStochastic) {
+#pragma omp simd
+        for (size_t i = 0; i < bs; ++i) {
+          const float u = math::uniform24(math::element_bits(key, first + i));
+          codes[i] = int8_t(math::quantise_stochastic(x[i] * mul, inv, add, lo, hi, u));
+        }
+      } else {
+#pragma omp simd
+        for (size_t i = 0; i < bs; ++i) codes[i] = int8_t(math::quantise_nearest(x[i] * mul, inv, add, lo, hi));
+      }
+    }
+    if (kFitScale) scale = fit_scale(x, len, codes);
+    pack(codes, bs / kPer, packed);
+    return bad == 0 && math::is_finite(scale);
+  }
+
+  // Least-squares scale <x, level> / <level, level> over the block's `len` elements, the
+  // numerator summed in the canonical lane order (math::fold_lanes) so devices agree.
+  static float fit_scale(const float* __restrict x, size_t len, const int8_t* __restrict codes) {
+    float lane[math::kSumLanes] = {};
+    float den = 0;  // a sum of small integers: exact in any order
+    for (size_t j = 0; j < len; j += math::kSumLanes) {
+      const size_t m = std::min<size_t>(math::kSumLanes, len - j);
+      for (size_t l = 0; l < m; ++l) {
+        const float lv = level(uint32_t(uint8_t(codes[j + l])));
+        lane[l] += x[j + l] * lv;
+        den += lv * lv;
+      }
+    }
+    return len == 0 ? 0.0f : math::fold_lanes(lane) / den;
+  }
+
+  static void pack(const int8_t* __restrict codes, size_t nbytes, uint8_t* __restrict packed) {
+    constexpr uint32_t kMask = (1U << kBits) - 1;
+    for (size_t t = 0; t < nbytes; ++t) {
+      uint32_t b = 0;
+      for (int j = 0; j < kPer; ++j) b |= (uint32_t(uint8_t(codes[t * kPer + j])) & kMask) << (j * kBits);
+      packed[t] = uint8_t(b);
+    }
+  }
+
+  static void unpack(const uint8_t* __restrict packed, size_t nbytes, float* __restrict lv) {
+    for (size_t t = 0; t < nbytes; ++t) {
+      const uint32_t b = packed[t];
+      for (int j = 0; j < kPer; ++j) lv[t * kPer + j] = level((b >> (j * kBits)) & ((1U << kBits) - 1));
+    }
+  }
+
+  static void apply(const float* __restrict lv, size_t len, float scale, float alpha, float* __restrict out) {
+#pragma omp simd
+    for (size_t i = 0; i < len; ++i) out[i] = math::accumulate(out[i], alpha, lv[i], scale);
+  }
+};
+
+struct QuantJob {
+  const float* x;
+  size_t n, bs;
+  uint32_t key;
+  uint8_t* scales;
+  uint8_t* codes;
+};
+
+template <int kBits, Rule kRule>
+MURMUR_SIMD_CLONES bool encode_blocks(const QuantJob& job, size_t b0, size_t b1) {
+  using Q = BlockQuant<kBits, kRule>;
+  const size_t bs = job.bs, block_bytes = bs * kBits / 8;
+  std::vector<int8_t> codes(bs);
+  std::vector<uint8_t> packed_tail;
+  std::vector<float> padded;
+  bool ok = true;
+  for (size_t b = b0; b < b1; ++b) {
+    const size_t first = b * bs, len = std::min(bs, job.n - first);
+    const float* xb = job.x + first;
+    uint8_t* out = job.codes + b * block_bytes;
+    if (len < bs) {  // the short last block: zero-pad, pack into a scratch, copy the used bytes
+      padded.assign(bs, 0.0f);
+      std::memcpy(padded.data(), xb, len * sizeof(float));
+      packed_tail.resize(block_bytes);
+      xb = padded.data();
+      out = packed_tail.data();
+    }
+    float scale;
+    ok = Q::encode(xb, bs, len, first, job.key, scale, codes.data(), out) && ok;
+    store_f32(job.scales + 4 * b, scale);
+    if (len < bs) std::memcpy(job.codes + b * block_bytes, out, packed_bytes(len, kBits));
+  }
+  return ok;
+}
+
+struct DequantJob {
+  const uint8_t* scales;
+  const uint8_t* codes;
+  size_t n, bs;
+  float alpha;
+  float* out;
+};
+
+template <int kBits, Rule kRule>
+MURMUR_SIMD_CLONES bool decode_blocks(const DequantJob& job, size_t b0, size_t b1) {
+  using Q = BlockQuant<kBits, kRule>;
+  const size_t bs = job.bs, block_bytes = bs * kBits / 8;
+  std::vector<float> level(bs);
+  std::vector<uint8_t> padded;
+  for (size_t b = b0; b < b1; ++b) {
+    const size_t first = b * bs, len = std::min(bs, job.n - first);
+    const uint8_t* in = job.codes + b * block_bytes;
+    if (len < bs) {
+      padded.assign(block_bytes, 0);
+      std::memcpy(padded.data(), in, packed_bytes(len, kBits));
+      in = padded.data();
+    }
+    Q::unpack(in, block_bytes, level.data());
+    Q::apply(level.data(), len, load_f32(job.scales + 4 * b), job.alpha, job.out + first);
+  }
+  return true;
+}
+
+template <class Fn>
+auto dispatch(CodecId id, bool stochastic, Fn&& fn) {
+  switch (id) {
+    case CodecId::kInt8:
+      return stochastic ? fn(encode_blocks<8, Rule::kStochastic>, decode_blocks<8, Rule::kNearest>)
+                        : fn(encode_blocks<8, Rule::kNearest>, decode_blocks<8, Rule::kNearest>);
+    case CodecId::kInt4:
+      return stochastic ? fn(encode_blocks<4, Rule::kStochastic>, decode_blocks<4, Rule::kNearest>)
+                        : fn(encode_blocks<4, Rule::kNearest>, decode_blocks<4, Rule::kNearest>);
+    case CodecId::kInt2:
+      return stochastic ? fn(encode_blocks<2, Rule::kStochastic>, decode_blocks<2, Rule::kNearest>)
+                        : fn(encode_blocks<2, Rule::kNearest>, decode_blocks<2, Rule::kNearest>);
+    default:
+      return fn(encode_blocks<1, Rule::kSign>, decode_blocks<1, Rule::kSign>);
+  }
+}
+
+}  // namespace
+
+void encode_quant(const CodecSpec& spec, std::span<const float> x, uint64_t seed, ByteWriter& w) {
+  const int bits = quant_bits(spec.codec);
+  const size_t n = x.size(), bs = spec.block, nb = (n + bs - 1) / bs;
+  w.u32(spec.block);
+  w.u8(spec.stochastic ? 1 : 0);
+  w.u8(0);
+  w.u16(0);
+  uint8_t* scales = w.extend(4 * nb + packed_bytes(n, bits));
+  QuantJob job{x.data(), n, bs, math::stream_key(seed, math::kStreamRounding), scales, scales + 4 * nb};
+  bool ok = dispatch(spec.codec, spec.stochastic, [&](auto enc, auto) {
+    return parallel_chunks(nb, block_grain(bs), [&](size_t b0, size_t b1) { return enc(job, b0, b1); });
+  });
+  if (!ok) throw_nonfinite_input(codec_name(spec.codec));
+}
+
+void decode_quant(CodecId id, ByteReader& r, const Sink& sink) {
+  const int bits = quant_bits(id);
+  const char* name = codec_name(id);
+  const uint32_t bs = r.u32("block size");
+  if (bs < 8 || bs > 65536 || bs % 8 != 0) {
+    throw DecodeError(std::string(name) + " block size " + std::to_string(bs) +
+                      " is not a multiple of 8 in [8, 65536]");
+  }
+  const uint8_t flags = r.u8("flags");
+  if (flags > (id == CodecId::kSign ? 0 : 1)) throw DecodeError(std::string(name) + ": unknown flags");
+  if (r.u8("reserved") != 0 || r.u16("reserved") != 0) {
+    throw DecodeError(std::string(name) + ": reserved field is not zero");
+  }
+  const size_t n = sink.out.size(), nb = (n + bs - 1) / bs;
+  const uint8_t* scales = r.bytes(4 * uint64_t(nb), "scales").data();
+  const uint8_t* codes = r.bytes(packed_bytes(n, bits), "codes").data();
+  r.expect_end(name);
+
+  // Every decoded value level * scale must be finite: |level| <= 2^(bits-1) (mid-tread) or
+  // 2^bits - 1 (mid-rise int2/sign).
+  const float max_level = bits <= 2 ? float((1 << bits) - 1) : float(1 << (bits - 1));
+  const float max_scale = std::numeric_limits<float>::max() / max_level;
+  const bool scales_ok = parallel_chunks(nb, kParallelGrain, [&](size_t b0, size_t b1) {
+    uint32_t bad = 0;
+    for (size_t b = b0; b < b1; ++b) {
+      const float s = load_f32(scales + 4 * b);
+      bad |= uint32_t(!(s >= 0.0f && s <= max_scale));
+    }
+    return bad == 0;
+  });
+  if (!scales_ok) throw DecodeError(std::string(name) + " payload has a negative, non-finite or huge scale");
+
+  sink.begin();
+  DequantJob job{scales, codes, n, bs, sink.alpha, sink.out.data()};
+  dispatch(id, false, [&](auto, auto dec) {
+    return parallel_chunks(nb, block_grain(bs), [&](size_t b0, size_t b1) { return dec(job, b0, b1); });
+  });
+}
+
+}  // namespace murmur::compress
