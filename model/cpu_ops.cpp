@@ -7,6 +7,8 @@
 #include <cmath>
 #include <vector>
 
+#include "model/fast_math.h"
+
 namespace murmur::cpu {
 
 namespace {
@@ -167,8 +169,9 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
         float mx = row[0];
         for (int u = 1; u <= t; ++u) mx = std::max(mx, row[u]);
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int u = 0; u <= t; ++u) {
-          row[u] = std::exp(row[u] - mx);
+          row[u] = fast_exp(row[u] - mx);
           sum += row[u];
         }
         const float inv = 1.0f / sum;
@@ -182,13 +185,13 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B, int T,
-                        int C, int NH) {
+                        int C, int NH, float* scratch) {
   const int hs = C / NH;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   const size_t C3 = 3 * static_cast<size_t>(C);
 #pragma omp parallel
   {
-    std::vector<float> dscore(static_cast<size_t>(T) * T);  // per-thread scratch (T, T)
+    float* ds = scratch + static_cast<size_t>(omp_get_thread_num()) * T * T;  // this thread's (T, T)
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < NH; ++h) {
@@ -197,7 +200,6 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
         float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
         const float* a = att + (static_cast<size_t>(b) * NH + h) * T * T;
         const float* d = dout + static_cast<size_t>(b) * T * C + h * hs;
-        float* ds = dscore.data();
         // datt = d @ v^T;  dv += att^T @ d.
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, d, C, v, 3 * C, 0.0f, ds, T);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, d, C, 1.0f, dv, 3 * C);
@@ -228,7 +230,7 @@ void gelu_forward(float* out, const float* inp, size_t n) {
 #pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; ++i) {
     const float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + std::tanh(kGeluScale * (x + 0.044715f * x * x * x)));
+    out[i] = 0.5f * x * (1.0f + fast_tanh(kGeluScale * (x + 0.044715f * x * x * x)));
   }
 }
 
@@ -237,7 +239,7 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     const float x = inp[i];
     const float u = kGeluScale * (x + 0.044715f * x * x * x);
-    const float th = std::tanh(u);
+    const float th = fast_tanh(u);
     const float sech2 = 1.0f - th * th;
     const float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * kGeluScale * (1.0f + 3.0f * 0.044715f * x * x);
     dinp[i] += grad * dout[i];
@@ -269,7 +271,8 @@ double crossentropy_forward(float* losses, float* lse, const float* logits, cons
     float mx = row[0];
     for (int v = 1; v < V; ++v) mx = std::max(mx, row[v]);
     float sum = 0.0f;
-    for (int v = 0; v < V; ++v) sum += std::exp(row[v] - mx);
+#pragma omp simd reduction(+ : sum)
+    for (int v = 0; v < V; ++v) sum += fast_exp(row[v] - mx);
     lse[n] = mx + std::log(sum);
     losses[n] = lse[n] - row[targets[n]];
   }
@@ -285,7 +288,7 @@ void crossentropy_backward_inplace(float* logits, const float* lse, const int32_
     float* row = logits + n * Vp;
     const float l = lse[n];
 #pragma omp simd
-    for (int v = 0; v < V; ++v) row[v] = std::exp(row[v] - l) * dloss;
+    for (int v = 0; v < V; ++v) row[v] = fast_exp(row[v] - l) * dloss;
     std::fill(row + V, row + Vp, 0.0f);
     row[targets[n]] -= dloss;
   }

@@ -32,8 +32,9 @@ void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, co
 // Causal self-attention. qkv (B, T, 3C) holds q|k|v; att (B, NH, T, T) keeps
 // the softmax probabilities for backward; out (B, T, C).
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
+// scratch holds omp_get_max_threads() * T * T floats (one score-gradient square per thread).
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B, int T,
-                        int C, int NH);
+                        int C, int NH, float* scratch);
 
 // GELU, tanh approximation (GPT-2's "gelu_new").
 void gelu_forward(float* out, const float* inp, size_t n);

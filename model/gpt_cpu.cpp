@@ -36,8 +36,9 @@ struct Activations {
   std::vector<float> lnf, lnf_mean, lnf_rstd;
   std::vector<float> logits;       // (B, T, Vp); becomes dlogits in backward
   std::vector<float> losses, lse;  // (B, T)
+  std::vector<float> att_scratch;  // (threads, T, T) for attention backward
 
-  void allocate(const ModelConfig& c, int B, int T, bool for_grads) {
+  void allocate(const ModelConfig& c, int B, int T, int threads, bool for_grads) {
     const size_t L = c.n_layer, C = c.n_embd;
     BT = static_cast<size_t>(B) * T;
     encoded.assign(BT * C, 0.0f);
@@ -63,6 +64,7 @@ struct Activations {
     logits.assign(BT * c.padded_vocab, 0.0f);
     losses.assign(BT, 0.0f);
     lse.assign(BT, 0.0f);
+    att_scratch.assign(static_cast<size_t>(threads) * T * T, 0.0f);
   }
 
   void zero() {
@@ -88,8 +90,8 @@ class CpuBackend final : public ModelBackend {
     grads_.assign(n, 0.0f);
     m_.assign(n, 0.0f);
     v_.assign(n, 0.0f);
-    acts_.allocate(cfg_, max_B_, max_T_, false);
-    dacts_.allocate(cfg_, max_B_, max_T_, true);
+    acts_.allocate(cfg_, max_B_, max_T_, threads_, false);
+    dacts_.allocate(cfg_, max_B_, max_T_, threads_, true);
     p_ = bind_tensors(layout_, cfg_, params_.data());
     g_ = bind_tensors(layout_, cfg_, grads_.data());
   }
@@ -255,7 +257,7 @@ void CpuBackend::backward(float dloss) {
     cpu::matmul_backward(d.atty.data() + o1, gw.attn_w, gw.attn_b, dres2, a.atty.data() + o1, w.attn_w, BT, C,
                          C);
     cpu::attention_backward(d.qkv.data() + o3, d.atty.data() + o1, a.qkv.data() + o3,
-                            a.att.data() + l * stride_att, B, T, C, NH);
+                            a.att.data() + l * stride_att, B, T, C, NH, a.att_scratch.data());
     cpu::matmul_backward(d.ln1.data() + o1, gw.qkv_w, gw.qkv_b, d.qkv.data() + o3, a.ln1.data() + o1, w.qkv_w,
                          BT, C, 3 * C);
     cpu::layernorm_backward(dres, gw.ln1_w, gw.ln1_b, d.ln1.data() + o1, residual, w.ln1_w,
