@@ -16,13 +16,18 @@ void throw_nonfinite_input(const char* codec) {
                           " encode: input holds NaN or infinity (or a value beyond the codec's range)");
 }
 
-bool all_finite(std::span<const float> x) {
-  return parallel_chunks(x.size(), kParallelGrain, [&](size_t b, size_t e) {
-    uint32_t bad = 0;
+namespace {
+MURMUR_SIMD_CLONES bool finite_range(const float* __restrict x, size_t n) {
+  uint32_t bad = 0;
 #pragma omp simd reduction(| : bad)
-    for (size_t i = b; i < e; ++i) bad |= uint32_t(!math::is_finite(x[i]));
-    return bad == 0;
-  });
+  for (size_t i = 0; i < n; ++i) bad |= uint32_t(!math::is_finite(x[i]));
+  return bad == 0;
+}
+}  // namespace
+
+bool all_finite(std::span<const float> x) {
+  return parallel_chunks(x.size(), kParallelGrain,
+                         [&](size_t b, size_t e) { return finite_range(x.data() + b, e - b); });
 }
 
 void encode_body(const CodecSpec& spec, std::span<const float> x, uint64_t seed, ByteWriter& w) {

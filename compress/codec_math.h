@@ -9,8 +9,8 @@
 
 #if defined(__CUDACC__)
 #define MURMUR_HD __host__ __device__ __forceinline__
-#else
-#define MURMUR_HD inline
+#else  // always inlined, so the vectorised CPU kernels (target clones) get them in their own ISA
+#define MURMUR_HD inline __attribute__((always_inline))
 #endif
 
 namespace murmur::compress::math {
@@ -43,9 +43,9 @@ MURMUR_HD uint32_t stream_key(uint64_t seed, uint32_t stream) {
 inline constexpr uint32_t kStreamRounding = 1, kStreamRandk = 2, kStreamSample = 3, kStreamPowerSgd = 4;
 
 // Random bits for element i: independent of how the span is split across threads or devices.
-MURMUR_HD uint32_t element_bits(uint32_t key, uint64_t i) {
-  return hash32(uint32_t(i) ^ (key + uint32_t(i >> 32) * 0x9E3779B9U));
-}
+// element_key depends only on i >> 32, so loops over 32-bit offsets hoist it.
+MURMUR_HD uint32_t element_key(uint32_t key, uint64_t i) { return key + uint32_t(i >> 32) * 0x9E3779B9U; }
+MURMUR_HD uint32_t element_bits(uint32_t key, uint64_t i) { return hash32(uint32_t(i) ^ element_key(key, i)); }
 // Uniform in [0, 1) with 24 random bits (exact in float).
 MURMUR_HD float uniform24(uint32_t bits) { return float(bits >> 8) * 0x1p-24f; }
 

@@ -12,21 +12,21 @@ namespace {
 
 struct Fp32 {
   using Word = uint32_t;
-  static Word from(float f) { return math::float_bits(f); }
-  static float to(Word w) { return math::bits_float(w); }
-  static bool finite(Word w) { return math::is_finite(math::bits_float(w)); }
+  MURMUR_INLINE static Word from(float f) { return math::float_bits(f); }
+  MURMUR_INLINE static float to(Word w) { return math::bits_float(w); }
+  MURMUR_INLINE static bool finite(Word w) { return math::is_finite(math::bits_float(w)); }
 };
 struct Fp16 {
   using Word = uint16_t;
-  static Word from(float f) { return math::float_to_half(f); }
-  static float to(Word w) { return math::half_to_float(w); }
-  static bool finite(Word w) { return math::half_is_finite(w); }
+  MURMUR_INLINE static Word from(float f) { return math::float_to_half(f); }
+  MURMUR_INLINE static float to(Word w) { return math::half_to_float(w); }
+  MURMUR_INLINE static bool finite(Word w) { return math::half_is_finite(w); }
 };
 struct Bf16 {
   using Word = uint16_t;
-  static Word from(float f) { return math::float_to_bf16(f); }
-  static float to(Word w) { return math::bf16_to_float(w); }
-  static bool finite(Word w) { return math::bf16_is_finite(w); }
+  MURMUR_INLINE static Word from(float f) { return math::float_to_bf16(f); }
+  MURMUR_INLINE static float to(Word w) { return math::bf16_to_float(w); }
+  MURMUR_INLINE static bool finite(Word w) { return math::bf16_is_finite(w); }
 };
 
 // Rounding a finite float can overflow (fp16 above 65504): checking the encoded word
@@ -81,13 +81,12 @@ void encode_as(std::span<const float> x, ByteWriter& w, const char* name) {
 }
 
 template <class T>
-void decode_as(ByteReader& r, const Sink& sink, const char* name) {
+void decode_as(CodecId id, ByteReader& r, const Sink& sink) {
   constexpr size_t kW = sizeof(typename T::Word);
   const size_t n = sink.out.size();
-  const uint8_t* in = r.bytes(uint64_t(n) * kW, "values").data();
-  r.expect_end(name);
+  const uint8_t* in = parse_float(id, r, n).data();
   if (!parallel_chunks(n, kParallelGrain, [&](size_t b, size_t e) { return check_range<T>(in + b * kW, e - b); })) {
-    throw DecodeError(std::string(name) + " payload holds NaN or infinity");
+    throw DecodeError(std::string(codec_name(id)) + " payload holds NaN or infinity");
   }
   sink.begin();
   parallel_chunks(n, kParallelGrain, [&](size_t b, size_t e) {
@@ -105,11 +104,17 @@ void encode_float(CodecId id, std::span<const float> x, ByteWriter& w) {
   }
 }
 
+std::span<const uint8_t> parse_float(CodecId id, ByteReader& r, size_t n) {
+  std::span<const uint8_t> values = r.bytes(uint64_t(n) * (id == CodecId::kFp32 ? 4 : 2), "values");
+  r.expect_end(codec_name(id));
+  return values;
+}
+
 void decode_float(CodecId id, ByteReader& r, const Sink& sink) {
   switch (id) {
-    case CodecId::kFp32: return decode_as<Fp32>(r, sink, "fp32");
-    case CodecId::kFp16: return decode_as<Fp16>(r, sink, "fp16");
-    default: return decode_as<Bf16>(r, sink, "bf16");
+    case CodecId::kFp32: return decode_as<Fp32>(id, r, sink);
+    case CodecId::kFp16: return decode_as<Fp16>(id, r, sink);
+    default: return decode_as<Bf16>(id, r, sink);
   }
 }
 

@@ -14,6 +14,9 @@
 #define MURMUR_SIMD_CLONES
 #endif
 
+// Helpers of the cloned kernels: inlined so they are compiled for the clone's ISA.
+#define MURMUR_INLINE inline __attribute__((always_inline))
+
 namespace murmur::compress {
 
 // Elements per parallel chunk: large enough to amortise scheduling, small enough to balance.

@@ -36,13 +36,13 @@ struct BlockQuant {
   static constexpr float kQmax = kMidRise ? float((1 << kBits) - 1) : float((1 << (kBits - 1)) - 1);
   static constexpr float kCodeMax = float((1 << kBits) - 1);
 
-  static float level(uint32_t code) {
+  MURMUR_INLINE static float level(uint32_t code) {
     return kMidRise ? 2.0f * float(code) - kQmax : float(int32_t(code << (32 - kBits)) >> (32 - kBits));
   }
 
   // Encodes one block of `bs` elements (zero-padded past `len`) starting at global index
   // `first`. Returns false if the block holds a non-finite value.
-  static bool encode(const float* __restrict x, size_t bs, size_t len, uint64_t first, uint32_t key,
+  MURMUR_INLINE static bool encode(const float* __restrict x, size_t bs, size_t len, uint64_t first, uint32_t key,
                      float& scale, int8_t* __restrict codes, uint8_t* __restrict packed) {
     uint32_t bad = 0;
 #pragma omp simd reduction(| : bad)
@@ -81,21 +81,29 @@ struct BlockQuant {
 
   // Least-squares scale <x, level> / <level, level> over the block's `len` elements, the
   // numerator summed in the canonical lane order (math::fold_lanes) so devices agree.
-  static float fit_scale(const float* __restrict x, size_t len, const int8_t* __restrict codes) {
-    float lane[math::kSumLanes] = {};
-    float den = 0;  // a sum of small integers: exact in any order
-    for (size_t j = 0; j < len; j += math::kSumLanes) {
-      const size_t m = std::min<size_t>(math::kSumLanes, len - j);
-      for (size_t l = 0; l < m; ++l) {
+  MURMUR_INLINE static float fit_scale(const float* __restrict x, size_t len, const int8_t* __restrict codes) {
+    constexpr size_t kL = math::kSumLanes;
+    float lane[kL] = {}, sq[kL] = {};  // sq: sums of small integers, exact in any order
+    const size_t full = len / kL * kL;
+    for (size_t j = 0; j < full; j += kL) {
+#pragma omp simd
+      for (size_t l = 0; l < kL; ++l) {
         const float lv = level(uint32_t(uint8_t(codes[j + l])));
         lane[l] += x[j + l] * lv;
-        den += lv * lv;
+        sq[l] += lv * lv;
       }
     }
+    for (size_t l = 0; l < len - full; ++l) {
+      const float lv = level(uint32_t(uint8_t(codes[full + l])));
+      lane[l] += x[full + l] * lv;
+      sq[l] += lv * lv;
+    }
+    float den = 0;
+    for (float v : sq) den += v;
     return len == 0 ? 0.0f : math::fold_lanes(lane) / den;
   }
 
-  static void pack(const int8_t* __restrict codes, size_t nbytes, uint8_t* __restrict packed) {
+  MURMUR_INLINE static void pack(const int8_t* __restrict codes, size_t nbytes, uint8_t* __restrict packed) {
     constexpr uint32_t kMask = (1U << kBits) - 1;
     for (size_t t = 0; t < nbytes; ++t) {
       uint32_t b = 0;
@@ -104,14 +112,14 @@ struct BlockQuant {
     }
   }
 
-  static void unpack(const uint8_t* __restrict packed, size_t nbytes, float* __restrict lv) {
+  MURMUR_INLINE static void unpack(const uint8_t* __restrict packed, size_t nbytes, float* __restrict lv) {
     for (size_t t = 0; t < nbytes; ++t) {
       const uint32_t b = packed[t];
       for (int j = 0; j < kPer; ++j) lv[t * kPer + j] = level((b >> (j * kBits)) & ((1U << kBits) - 1));
     }
   }
 
-  static void apply(const float* __restrict lv, size_t len, float scale, float alpha, float* __restrict out) {
+  MURMUR_INLINE static void apply(const float* __restrict lv, size_t len, float scale, float alpha, float* __restrict out) {
 #pragma omp simd
     for (size_t i = 0; i < len; ++i) out[i] = math::accumulate(out[i], alpha, lv[i], scale);
   }
@@ -214,12 +222,13 @@ void encode_quant(const CodecSpec& spec, std::span<const float> x, uint64_t seed
   if (!ok) throw_nonfinite_input(codec_name(spec.codec));
 }
 
-void decode_quant(CodecId id, ByteReader& r, const Sink& sink) {
+QuantBody parse_quant(CodecId id, ByteReader& r, size_t n) {
   const int bits = quant_bits(id);
   const char* name = codec_name(id);
-  const uint32_t bs = r.u32("block size");
-  if (bs < 8 || bs > 65536 || bs % 8 != 0) {
-    throw DecodeError(std::string(name) + " block size " + std::to_string(bs) +
+  QuantBody q;
+  q.block = r.u32("block size");
+  if (q.block < 8 || q.block > 65536 || q.block % 8 != 0) {
+    throw DecodeError(std::string(name) + " block size " + std::to_string(q.block) +
                       " is not a multiple of 8 in [8, 65536]");
   }
   const uint8_t flags = r.u8("flags");
@@ -227,9 +236,9 @@ void decode_quant(CodecId id, ByteReader& r, const Sink& sink) {
   if (r.u8("reserved") != 0 || r.u16("reserved") != 0) {
     throw DecodeError(std::string(name) + ": reserved field is not zero");
   }
-  const size_t n = sink.out.size(), nb = (n + bs - 1) / bs;
-  const uint8_t* scales = r.bytes(4 * uint64_t(nb), "scales").data();
-  const uint8_t* codes = r.bytes(packed_bytes(n, bits), "codes").data();
+  const size_t nb = (n + q.block - 1) / q.block;
+  q.scales = r.bytes(4 * uint64_t(nb), "scales");
+  q.codes = r.bytes(packed_bytes(n, bits), "codes");
   r.expect_end(name);
 
   // Every decoded value level * scale must be finite: |level| <= 2^(bits-1) (mid-tread) or
@@ -239,17 +248,23 @@ void decode_quant(CodecId id, ByteReader& r, const Sink& sink) {
   const bool scales_ok = parallel_chunks(nb, kParallelGrain, [&](size_t b0, size_t b1) {
     uint32_t bad = 0;
     for (size_t b = b0; b < b1; ++b) {
-      const float s = load_f32(scales + 4 * b);
+      const float s = load_f32(q.scales.data() + 4 * b);
       bad |= uint32_t(!(s >= 0.0f && s <= max_scale));
     }
     return bad == 0;
   });
   if (!scales_ok) throw DecodeError(std::string(name) + " payload has a negative, non-finite or huge scale");
+  return q;
+}
 
+void decode_quant(CodecId id, ByteReader& r, const Sink& sink) {
+  const size_t n = sink.out.size();
+  const QuantBody q = parse_quant(id, r, n);
   sink.begin();
-  DequantJob job{scales, codes, n, bs, sink.alpha, sink.out.data()};
+  DequantJob job{q.scales.data(), q.codes.data(), n, q.block, sink.alpha, sink.out.data()};
   dispatch(id, false, [&](auto, auto dec) {
-    return parallel_chunks(nb, block_grain(bs), [&](size_t b0, size_t b1) { return dec(job, b0, b1); });
+    return parallel_chunks(q.scales.size() / 4, block_grain(q.block),
+                           [&](size_t b0, size_t b1) { return dec(job, b0, b1); });
   });
 }
 

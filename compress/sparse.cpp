@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -25,91 +26,67 @@
 namespace murmur::compress {
 namespace {
 
-// Calls fn(i) for every i in [b, e) with pred(i), in order. The predicate is evaluated
-// 64 at a time into a bit mask (branch-free, vectorisable); only hits branch.
-template <class Pred, class Fn>
-inline void for_each_hit(size_t b, size_t e, Pred&& pred, Fn&& fn) {
-  for (size_t i0 = b; i0 < e; i0 += 64) {
-    const size_t m = std::min<size_t>(64, e - i0);
-    uint64_t mask = 0;
+// Appends to `hits` every i in [b, e) with pred(i0, j) (i = i0 + j), in order. The predicate is
+// evaluated 32 at a time into a bit mask (branch-free, vectorisable); only hits branch.
+// Groups start at multiples of 32 (b is a chunk start), so i0 >> 32 is constant in a group.
+template <class Pred>
+MURMUR_SIMD_CLONES void scan_hits(size_t b, size_t e, Pred pred, std::vector<uint64_t>& hits) {
+  for (size_t i0 = b; i0 < e; i0 += 32) {
+    const uint32_t m = uint32_t(std::min<size_t>(32, e - i0));
+    uint32_t mask = 0;
 #pragma omp simd reduction(| : mask)
-    for (size_t j = 0; j < m; ++j) mask |= uint64_t(pred(i0 + j)) << j;
-    for (; mask != 0; mask &= mask - 1) fn(i0 + size_t(std::countr_zero(mask)));
+    for (uint32_t j = 0; j < m; ++j) mask |= uint32_t(pred(i0, j)) << j;
+    for (; mask != 0; mask &= mask - 1) hits.push_back(i0 + size_t(std::countr_zero(mask)));
   }
 }
 
-// Per-chunk hit counts turned into exclusive offsets (entry c = hits before chunk c).
+// All i in [0, n) with pred, in increasing order: one parallel pass, per-chunk lists joined.
 template <class Pred>
-std::vector<uint64_t> hit_offsets(size_t n, Pred&& pred) {
-  const size_t chunks = (n + kParallelGrain - 1) / kParallelGrain;
-  std::vector<uint64_t> off(chunks + 1, 0);
+std::vector<uint64_t> select_hits(size_t n, Pred pred) {
+  std::vector<std::vector<uint64_t>> part((n + kParallelGrain - 1) / kParallelGrain);
   parallel_chunks(n, kParallelGrain, [&](size_t b, size_t e) {
-    uint64_t c = 0;
-    for_each_hit(b, e, pred, [&](size_t) { ++c; });
-    off[b / kParallelGrain + 1] = c;
+    scan_hits(b, e, pred, part[b / kParallelGrain]);
     return true;
   });
-  std::partial_sum(off.begin(), off.end(), off.begin());
-  return off;
-}
-
-// Indices of |x| >= t, in order; parallel over chunks, concatenated.
-MURMUR_SIMD_CLONES std::vector<uint64_t> select_at_least(std::span<const float> x, float t) {
-  auto pred = [x, t](size_t i) { return std::fabs(x[i]) >= t; };
-  const std::vector<uint64_t> off = hit_offsets(x.size(), pred);
-  std::vector<uint64_t> idx(off.back());
-  parallel_chunks(x.size(), kParallelGrain, [&](size_t b, size_t e) {
-    uint64_t* dst = idx.data() + off[b / kParallelGrain];
-    for_each_hit(b, e, pred, [&](size_t i) { *dst++ = i; });
-    return true;
-  });
+  size_t total = 0;
+  for (const auto& p : part) total += p.size();
+  std::vector<uint64_t> idx;
+  idx.reserve(total);
+  for (const auto& p : part) idx.insert(idx.end(), p.begin(), p.end());
   return idx;
 }
 
-// The r-th largest |x| (1-based) over a stratified random sample of m elements.
-float sampled_magnitude(std::span<const float> x, uint64_t seed, size_t m, size_t r) {
-  const size_t n = x.size(), stride = n / m;
-  const uint32_t key = math::stream_key(seed, math::kStreamSample);
-  std::vector<float> s(m);
-  for (size_t j = 0; j < m; ++j) s[j] = std::fabs(x[j * stride + math::element_bits(key, j) % stride]);
-  r = std::clamp<size_t>(r, 1, m);
-  std::nth_element(s.begin(), s.begin() + ptrdiff_t(r - 1), s.end(), std::greater<float>());
-  return s[r - 1];
+// Indices of |x| >= t, in order.
+std::vector<uint64_t> select_at_least(std::span<const float> x, float t) {
+  const float* p = x.data();
+  return select_hits(x.size(), [p, t](uint64_t i0, uint32_t j) { return std::fabs(p[i0 + j]) >= t; });
 }
 
-// Sample size: enough that about 256 samples fall above the threshold, at least 2^16.
+// randk's index set: element_bits(key, i) < threshold.
+std::vector<uint64_t> randk_indices(size_t n, uint64_t seed, uint32_t thr) {
+  const uint32_t key = math::stream_key(seed, math::kStreamRandk);
+  return select_hits(n, [key, thr](uint64_t i0, uint32_t j) {
+    return math::hash32((uint32_t(i0) + j) ^ math::element_key(key, i0)) < thr;
+  });
+}
+
+// Sample size: enough that about 256 samples fall above the threshold, at least 2^14.
 size_t sample_size(size_t n, double fraction) {
-  return size_t(std::min<double>(double(n), std::max(65536.0, std::ceil(256.0 / fraction))));
+  return size_t(std::min<double>(double(n), std::max(16384.0, std::ceil(256.0 / fraction))));
 }
 
-std::vector<uint64_t> topk_exact(std::span<const float> x, uint64_t k, uint64_t seed, double fraction) {
-  const size_t n = x.size();
-  std::vector<uint64_t> cand;
-  if (k < n / 4) {  // prune with a sampled threshold that keeps about twice k candidates
-    const size_t m = sample_size(n, fraction);
-    const float t = sampled_magnitude(x, seed, m, size_t(std::ceil(2.0 * fraction * double(m))) + 64);
-    cand = select_at_least(x, t);
+float sampled_threshold(std::span<const float> x, uint64_t seed, double fraction, double share) {
+  std::vector<float> s;
+  for (uint64_t at : sample_runs(x.size(), seed, fraction)) {
+    for (uint64_t i = at; i < std::min<uint64_t>(x.size(), at + kSampleRun); ++i) s.push_back(std::fabs(x[i]));
   }
-  if (cand.size() < k) {
-    cand.resize(n);
-    std::iota(cand.begin(), cand.end(), uint64_t(0));
-  }
-  // Largest |x| first, ties to the lower index, so the chosen set is fully determined.
-  auto before = [x](uint64_t a, uint64_t b) {
-    const float fa = std::fabs(x[a]), fb = std::fabs(x[b]);
-    return fa > fb || (fa == fb && a < b);
-  };
-  std::nth_element(cand.begin(), cand.begin() + ptrdiff_t(k - 1), cand.end(), before);
-  cand.resize(k);
-  std::sort(cand.begin(), cand.end());
-  return cand;
+  return sample_threshold(s, share);
 }
 
-std::vector<uint64_t> topk_approx(std::span<const float> x, uint64_t seed, double fraction) {
-  const size_t m = sample_size(x.size(), fraction);
-  const float t = sampled_magnitude(x, seed, m, size_t(std::ceil(fraction * double(m))));
-  // Never send zeros: when more than the fraction is zero, fewer values go.
-  return select_at_least(x, std::max(t, std::numeric_limits<float>::denorm_min()));
+std::vector<float> gather(std::span<const float> x, std::span<const uint64_t> idx) {
+  std::vector<float> v(idx.size());
+  for (size_t j = 0; j < idx.size(); ++j) v[j] = x[idx[j]];
+  return v;
 }
 
 // Rejects values that are non-finite or overflow once scaled.
@@ -118,121 +95,158 @@ void check_values(std::span<const uint8_t> vals, float scale, const char* name) 
   const float limit = std::numeric_limits<float>::max() / scale;
   bool ok = parallel_chunks(k, kParallelGrain, [&](size_t b, size_t e) {
     uint32_t bad = 0;
-    for (size_t j = b; j < e; ++j) {
-      const float v = load_f32(vals.data() + 4 * j);
-      bad |= uint32_t(!(std::fabs(v) <= limit));
-    }
+    for (size_t j = b; j < e; ++j) bad |= uint32_t(!(std::fabs(load_f32(vals.data() + 4 * j)) <= limit));
     return bad == 0;
   });
   if (!ok) throw DecodeError(std::string(name) + " payload holds NaN, infinity or an overflowing value");
+}
+
+// out[idx[j]] += alpha * (vals[j] * scale); indices are distinct, so chunks run in parallel.
+void scatter(const std::vector<uint64_t>& idx, std::span<const uint8_t> vals, float scale, const Sink& sink) {
+  float* out = sink.out.data();
+  const float alpha = sink.alpha;
+  parallel_chunks(idx.size(), kParallelGrain, [&](size_t b, size_t e) {
+    for (size_t j = b; j < e; ++j) {
+      out[idx[j]] = math::accumulate(out[idx[j]], alpha, load_f32(vals.data() + 4 * j), scale);
+    }
+    return true;
+  });
+}
+
+}  // namespace
+
+uint64_t topk_count(double fraction, size_t n) {
+  return n == 0 ? 0 : std::clamp<uint64_t>(uint64_t(std::llround(fraction * double(n))), 1, n);
 }
 
 uint32_t randk_threshold(double fraction) {
   return uint32_t(std::clamp(std::llround(fraction * 4294967296.0), 1LL, 4294967295LL));
 }
 
-float randk_scale(uint32_t threshold, bool unscaled) {
-  return unscaled ? 1.0f : float(4294967296.0 / double(threshold));
+std::vector<uint64_t> sample_runs(size_t n, uint64_t seed, double fraction) {
+  const size_t runs = std::max<size_t>(1, sample_size(n, fraction) / kSampleRun), stride = n / runs;
+  const uint32_t key = math::stream_key(seed, math::kStreamSample);
+  std::vector<uint64_t> at(runs);
+  for (size_t j = 0; j < runs; ++j) at[j] = j * stride + math::element_bits(key, j) % stride;
+  return at;
 }
 
-}  // namespace
+float sample_threshold(std::vector<float>& s, double share) {
+  const size_t r = std::clamp<size_t>(size_t(std::ceil(share * double(s.size()))), 1, s.size());
+  std::nth_element(s.begin(), s.begin() + ptrdiff_t(r - 1), s.end(), std::greater<float>());
+  return s[r - 1];
+}
+
+std::vector<uint64_t> pick_largest(std::span<const uint64_t> cand, std::span<const float> vals, uint64_t k) {
+  std::vector<uint32_t> order(cand.size());
+  std::iota(order.begin(), order.end(), 0U);
+  // Largest |x| first, ties to the lower index, so the chosen set is fully determined.
+  auto before = [&](uint32_t a, uint32_t b) {
+    const float fa = std::fabs(vals[a]), fb = std::fabs(vals[b]);
+    return fa > fb || (fa == fb && a < b);
+  };
+  std::nth_element(order.begin(), order.begin() + ptrdiff_t(k - 1), order.end(), before);
+  order.resize(size_t(k));
+  std::sort(order.begin(), order.end());
+  std::vector<uint64_t> idx(order.size());
+  for (size_t j = 0; j < order.size(); ++j) idx[j] = cand[order[j]];
+  return idx;
+}
+
+void write_topk(std::span<const uint64_t> idx, std::span<const float> x_at_idx, bool approx, ByteWriter& w) {
+  const int b = choose_rice_param(idx);
+  w.u64(idx.size());
+  w.u8(uint8_t(b));
+  w.u8(approx ? 1 : 0);
+  w.u16(0);
+  w.u32(0);
+  std::memcpy(w.extend(4 * x_at_idx.size()), x_at_idx.data(), 4 * x_at_idx.size());
+  encode_indices(idx, b, w);
+}
 
 void encode_topk(const CodecSpec& spec, std::span<const float> x, uint64_t seed, ByteWriter& w) {
   if (!all_finite(x)) throw_nonfinite_input("topk");
   const size_t n = x.size();
+  const uint64_t k = topk_count(spec.fraction, n);
   std::vector<uint64_t> idx;
-  if (n > 0) {
-    const uint64_t k = std::clamp<uint64_t>(uint64_t(std::llround(spec.fraction * double(n))), 1, n);
-    idx = spec.approx ? topk_approx(x, seed, spec.fraction) : topk_exact(x, k, seed, spec.fraction);
+  if (spec.approx && n > 0) {
+    // Never send zeros: when more than the fraction is zero, fewer values go.
+    const float t = sampled_threshold(x, seed, spec.fraction, spec.fraction);
+    idx = select_at_least(x, std::max(t, std::numeric_limits<float>::denorm_min()));
+  } else if (n > 0) {
+    // Candidates above a sampled threshold that keeps about twice k; all elements if too few.
+    std::vector<uint64_t> cand;
+    if (k < n / 4) cand = select_at_least(x, sampled_threshold(x, seed, spec.fraction, 2.0 * spec.fraction));
+    if (cand.size() < k) {
+      cand.resize(n);
+      std::iota(cand.begin(), cand.end(), uint64_t(0));
+    }
+    idx = pick_largest(cand, gather(x, cand), k);
   }
-  const int b = choose_rice_param(idx);
-  w.u64(idx.size());
-  w.u8(uint8_t(b));
-  w.u8(spec.approx ? 1 : 0);
-  w.u16(0);
-  w.u32(0);
-  uint8_t* vals = w.extend(4 * idx.size());
-  for (size_t j = 0; j < idx.size(); ++j) store_f32(vals + 4 * j, x[idx[j]]);
-  encode_indices(idx, b, w);
+  write_topk(idx, gather(x, idx), spec.approx, w);
 }
 
-void decode_topk(ByteReader& r, const Sink& sink) {
-  const uint64_t n = sink.out.size();
+SparseBody parse_topk(ByteReader& r, size_t n) {
+  SparseBody body;
   const uint64_t k = r.u64("k");
   const int b = r.u8("rice parameter");
   if (r.u8("flags") > 1 || r.u16("reserved") != 0 || r.u32("reserved") != 0) {
     throw DecodeError("topk: unknown flags or non-zero reserved field");
   }
   if (k > n) throw DecodeError("topk k = " + std::to_string(k) + " exceeds the element count " + std::to_string(n));
-  std::span<const uint8_t> vals = r.bytes(4 * k, "topk values");
-  check_values(vals, 1.0f, "topk");
-  std::vector<uint64_t> idx;
-  decode_indices(r.bytes(r.remaining(), "index stream"), k, b, n, idx);
+  body.vals = r.bytes(4 * k, "topk values");
+  check_values(body.vals, 1.0f, "topk");
+  decode_indices(r.bytes(r.remaining(), "index stream"), k, b, n, body.idx);
+  return body;
+}
+
+void decode_topk(ByteReader& r, const Sink& sink) {
+  const SparseBody body = parse_topk(r, sink.out.size());
   sink.begin();
-  float* out = sink.out.data();
-  const float alpha = sink.alpha;
-  parallel_chunks(idx.size(), kParallelGrain, [&](size_t b0, size_t e0) {
-    for (size_t j = b0; j < e0; ++j) out[idx[j]] = math::accumulate(out[idx[j]], alpha, load_f32(vals.data() + 4 * j), 1.0f);
-    return true;
-  });
+  scatter(body.idx, body.vals, 1.0f, sink);
 }
 
 void encode_randk(const CodecSpec& spec, std::span<const float> x, uint64_t seed, ByteWriter& w) {
   if (!all_finite(x)) throw_nonfinite_input("randk");
   const uint32_t thr = randk_threshold(spec.fraction);
-  const uint32_t key = math::stream_key(seed, math::kStreamRandk);
-  auto pred = [key, thr](size_t i) { return math::element_bits(key, i) < thr; };
-  const std::vector<uint64_t> off = hit_offsets(x.size(), pred);
+  const std::vector<uint64_t> idx = randk_indices(x.size(), seed, thr);
   w.u64(seed);
   w.u32(thr);
   w.u8(spec.unscaled ? 1 : 0);
   w.u8(0);
   w.u16(0);
-  w.u64(off.back());
-  uint8_t* vals = w.extend(4 * off.back());
-  parallel_chunks(x.size(), kParallelGrain, [&](size_t b, size_t e) {
-    uint8_t* dst = vals + 4 * off[b / kParallelGrain];
-    for_each_hit(b, e, pred, [&](size_t i) {
-      store_f32(dst, x[i]);
-      dst += 4;
-    });
-    return true;
-  });
+  w.u64(idx.size());
+  uint8_t* vals = w.extend(4 * idx.size());
+  for (size_t j = 0; j < idx.size(); ++j) store_f32(vals + 4 * j, x[idx[j]]);
 }
 
-void decode_randk(ByteReader& r, const Sink& sink) {
-  const size_t n = sink.out.size();
-  const uint64_t seed = r.u64("seed");
-  const uint32_t thr = r.u32("threshold");
+SparseBody parse_randk(ByteReader& r, size_t n) {
+  SparseBody body;
+  body.seed = r.u64("seed");
+  body.threshold = r.u32("threshold");
   const uint8_t flags = r.u8("flags");
   if (flags > 1 || r.u8("reserved") != 0 || r.u16("reserved") != 0) {
     throw DecodeError("randk: unknown flags or non-zero reserved field");
   }
-  if (thr == 0) throw DecodeError("randk threshold is 0");
+  if (body.threshold == 0) throw DecodeError("randk threshold is 0");
   const uint64_t count = r.u64("count");
   if (count > n) throw DecodeError("randk count " + std::to_string(count) + " exceeds the element count");
-  std::span<const uint8_t> vals = r.bytes(4 * count, "randk values");
+  body.vals = r.bytes(4 * count, "randk values");
   r.expect_end("randk");
-  const float scale = randk_scale(thr, flags & 1);
-  check_values(vals, scale, "randk");
-  const uint32_t key = math::stream_key(seed, math::kStreamRandk);
-  auto pred = [key, thr](size_t i) { return math::element_bits(key, i) < thr; };
-  const std::vector<uint64_t> off = hit_offsets(n, pred);
-  if (off.back() != count) {
-    throw DecodeError("randk payload has " + std::to_string(count) + " values, its seed selects " +
-                      std::to_string(off.back()));
+  body.scale = (flags & 1) ? 1.0f : float(4294967296.0 / double(body.threshold));
+  check_values(body.vals, body.scale, "randk");
+  return body;
+}
+
+void decode_randk(ByteReader& r, const Sink& sink) {
+  SparseBody body = parse_randk(r, sink.out.size());
+  body.idx = randk_indices(sink.out.size(), body.seed, body.threshold);
+  if (body.idx.size() != body.vals.size() / 4) {
+    throw DecodeError("randk payload has " + std::to_string(body.vals.size() / 4) + " values, its seed selects " +
+                      std::to_string(body.idx.size()));
   }
   sink.begin();
-  float* out = sink.out.data();
-  const float alpha = sink.alpha;
-  parallel_chunks(n, kParallelGrain, [&](size_t b, size_t e) {
-    const uint8_t* src = vals.data() + 4 * off[b / kParallelGrain];
-    for_each_hit(b, e, pred, [&](size_t i) {
-      out[i] = math::accumulate(out[i], alpha, load_f32(src), scale);
-      src += 4;
-    });
-    return true;
-  });
+  scatter(body.idx, body.vals, body.scale, sink);
 }
 
 }  // namespace murmur::compress
