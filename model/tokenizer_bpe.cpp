@@ -7,6 +7,8 @@
 #include <unicode/uchar.h>
 
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -148,7 +150,7 @@ void for_each_pretoken(std::string_view text, Fn&& fn) {
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("gpt2 tokenizer: cannot read " + path);
+  if (!in) throw std::runtime_error("gpt2 tokenizer: cannot read " + path + ": " + std::strerror(errno));
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) throw std::runtime_error("gpt2 tokenizer: error reading " + path);
