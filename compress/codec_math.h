@@ -84,7 +84,11 @@ MURMUR_HD bool is_finite(float f) { return (float_bits(f) & 0x7f800000U) != 0x7f
 // Quantiser codes: v = x * inv + offset rounded into [lo, hi]. For the mid-tread int8/int4
 // quantiser offset = 0 and [lo, hi] = [-qmax, qmax]; for mid-rise int2 the caller halves x and
 // offsets by qmax / 2 so codes land in [0, 3]. inv = qmax / absmax (0 for an all-zero block).
-MURMUR_HD float quant_inv(float absmax, float qmax) { return absmax > 0 ? qmax / absmax : 0.0f; }
+// inv is capped at FLT_MAX so that a block of tiny values cannot make it infinite.
+MURMUR_HD float quant_inv(float absmax, float qmax) {
+  const float inv = absmax > 0 ? qmax / absmax : 0.0f;
+  return inv < 3.40282347e38f ? inv : 3.40282347e38f;
+}
 // Clamp that sends NaN to lo, so a (rejected) NaN input never reaches a float-to-int cast.
 MURMUR_HD float clampf(float v, float lo, float hi) {
   v = v > lo ? v : lo;
@@ -101,6 +105,25 @@ MURMUR_HD int quantise_stochastic(float x, float inv, float offset, float lo, fl
   const float r = round_even(v);
   const float fl = r > v ? r - 1.0f : r;  // floor(v)
   return int(clampf(fl + (u < v - fl ? 1.0f : 0.0f), lo, hi));
+}
+
+// The grid of the block quantisers. int8/int4 are mid-tread: levels -qmax..qmax with qmax =
+// 2^(bits-1) - 1, two's complement codes. int2 and sign are mid-rise: code c in [0, 2^bits) is
+// level 2c - qmax with qmax = 2^bits - 1, i.e. {-3,-1,1,3} and {-1,1}; codes are found by
+// rounding x * mul * inv + add into [lo, hi].
+struct QuantGrid {
+  bool mid_rise;
+  float qmax, mul, add, lo, hi;
+};
+MURMUR_HD constexpr QuantGrid quant_grid(int bits) {
+  return bits <= 2 ? QuantGrid{true, float((1 << bits) - 1), 0.5f, 0.5f * float((1 << bits) - 1), 0.0f,
+                               float((1 << bits) - 1)}
+                   : QuantGrid{false, float((1 << (bits - 1)) - 1), 1.0f, 0.0f, -float((1 << (bits - 1)) - 1),
+                               float((1 << (bits - 1)) - 1)};
+}
+MURMUR_HD float quant_level(uint32_t code, int bits) {
+  return bits <= 2 ? 2.0f * float(code) - float((1 << bits) - 1)
+                   : float(int32_t(code << (32 - bits)) >> (32 - bits));
 }
 
 // Decoded value of one element, the same expression on every device: out + alpha * (level * scale).

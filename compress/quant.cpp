@@ -24,21 +24,16 @@ size_t packed_bytes(size_t n, int bits) { return (n * size_t(bits) + 7) / 8; }
 // Blocks per parallel chunk (about kParallelGrain elements).
 size_t block_grain(size_t block) { return std::max<size_t>(1, kParallelGrain / block); }
 
-// int8/int4 are mid-tread (levels -qmax..qmax, two's complement codes, zero is a level).
-// int2 and sign are mid-rise: code c in [0, 2^bits) is level 2c - qmax, i.e. {-3,-1,1,3}
-// and {-1,1}; with deterministic rounding their scale is the least-squares fit
-// <x, level> / <level, level> (for sign: mean |x|), which makes them contractive.
+// The grid is math::quant_grid; with deterministic rounding the mid-rise int2 and sign take
+// the least-squares scale <x, level> / <level, level> (for sign: mean |x|), which makes them
+// contractive; otherwise the scale is absmax / qmax.
 template <int kBits, Rule kRule>
 struct BlockQuant {
   static constexpr int kPer = 8 / kBits;
-  static constexpr bool kMidRise = kBits <= 2;
-  static constexpr bool kFitScale = kMidRise && kRule != Rule::kStochastic;
-  static constexpr float kQmax = kMidRise ? float((1 << kBits) - 1) : float((1 << (kBits - 1)) - 1);
-  static constexpr float kCodeMax = float((1 << kBits) - 1);
+  static constexpr math::QuantGrid kGrid = math::quant_grid(kBits);
+  static constexpr bool kFitScale = kGrid.mid_rise && kRule != Rule::kStochastic;
 
-  MURMUR_INLINE static float level(uint32_t code) {
-    return kMidRise ? 2.0f * float(code) - kQmax : float(int32_t(code << (32 - kBits)) >> (32 - kBits));
-  }
+  MURMUR_INLINE static float level(uint32_t code) { return math::quant_level(code, kBits); }
 
   // Encodes one block of `bs` elements (zero-padded past `len`) starting at global index
   // `first`. Returns false if the block holds a non-finite value.
@@ -57,21 +52,18 @@ struct BlockQuant {
         const float a = std::fabs(x[i]);
         absmax = absmax < a ? a : absmax;
       }
-      scale = absmax / kQmax;
-      float inv = math::quant_inv(absmax, kQmax);
-      inv = inv < std::numeric_limits<float>::max() ? inv : std::numeric_limits<float>::max();
-      // Mid-rise codes round (v + qmax) / 2 to [0, 2^bits); mid-tread codes round v.
-      const float mul = kMidRise ? 0.5f : 1.0f, add = kMidRise ? 0.5f * kQmax : 0.0f;
-      const float lo = kMidRise ? 0.0f : -kQmax, hi = kMidRise ? kCodeMax : kQmax;
+      scale = absmax / kGrid.qmax;
+      const float inv = math::quant_inv(absmax, kGrid.qmax);
+      constexpr math::QuantGrid g = kGrid;
       if (kRule == Rule::kStochastic) {
 #pragma omp simd
         for (size_t i = 0; i < bs; ++i) {
           const float u = math::uniform24(math::element_bits(key, first + i));
-          codes[i] = int8_t(math::quantise_stochastic(x[i] * mul, inv, add, lo, hi, u));
+          codes[i] = int8_t(math::quantise_stochastic(x[i] * g.mul, inv, g.add, g.lo, g.hi, u));
         }
       } else {
 #pragma omp simd
-        for (size_t i = 0; i < bs; ++i) codes[i] = int8_t(math::quantise_nearest(x[i] * mul, inv, add, lo, hi));
+        for (size_t i = 0; i < bs; ++i) codes[i] = int8_t(math::quantise_nearest(x[i] * g.mul, inv, g.add, g.lo, g.hi));
       }
     }
     if (kFitScale) scale = fit_scale(x, len, codes);
