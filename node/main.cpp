@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
   // before the command line's own flags, which must win.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.require_subcommand(1);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("murmur: error: ") + e.what() + " (see --help)\n";
+  });
   app.set_version_flag("--version", "murmur 0.1.0");
   murmur::cli::add_data_command(app);
   murmur::cli::add_train_command(app);
