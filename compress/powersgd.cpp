@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -55,6 +57,9 @@ void check_layout(std::span<const MatrixView> layout, size_t n) {
   uint64_t next = 0;
   for (const MatrixView& m : layout) {
     if (m.rows == 0 || m.cols == 0) throw std::invalid_argument("powersgd layout: empty matrix");
+    if (m.rows > uint32_t(INT32_MAX) || m.cols > uint32_t(INT32_MAX)) {
+      throw std::invalid_argument("powersgd layout: matrix side beyond BLAS's int range");
+    }
     if (m.offset < next || m.offset > n || uint64_t(m.rows) * m.cols > n - m.offset) {
       throw std::invalid_argument("powersgd layout: matrices must be sorted, disjoint and inside the span");
     }

@@ -75,24 +75,23 @@ struct BlockQuant {
   // numerator summed in the canonical lane order (math::fold_lanes) so devices agree.
   MURMUR_INLINE static float fit_scale(const float* __restrict x, size_t len, const int8_t* __restrict codes) {
     constexpr size_t kL = math::kSumLanes;
-    float lane[kL] = {}, sq[kL] = {};  // sq: sums of small integers, exact in any order
+    float lane[kL] = {};
+    uint32_t sq = 0;  // <level, level>: an integer, so no summation order to keep
     const size_t full = len / kL * kL;
     for (size_t j = 0; j < full; j += kL) {
-#pragma omp simd
+#pragma omp simd reduction(+ : sq)
       for (size_t l = 0; l < kL; ++l) {
-        const float lv = level(uint32_t(uint8_t(codes[j + l])));
-        lane[l] += x[j + l] * lv;
-        sq[l] += lv * lv;
+        const int32_t lv = 2 * int32_t(uint8_t(codes[j + l])) - int32_t(kGrid.qmax);  // mid-rise level
+        lane[l] += x[j + l] * float(lv);
+        sq += uint32_t(lv * lv);
       }
     }
     for (size_t l = 0; l < len - full; ++l) {
-      const float lv = level(uint32_t(uint8_t(codes[full + l])));
-      lane[l] += x[full + l] * lv;
-      sq[l] += lv * lv;
+      const int32_t lv = 2 * int32_t(uint8_t(codes[full + l])) - int32_t(kGrid.qmax);
+      lane[l] += x[full + l] * float(lv);
+      sq += uint32_t(lv * lv);
     }
-    float den = 0;
-    for (float v : sq) den += v;
-    return len == 0 ? 0.0f : math::fold_lanes(lane) / den;
+    return len == 0 ? 0.0f : math::fold_lanes(lane) / float(sq);
   }
 
   MURMUR_INLINE static void pack(const int8_t* __restrict codes, size_t nbytes, uint8_t* __restrict packed) {
@@ -125,29 +124,26 @@ struct QuantJob {
   uint8_t* codes;
 };
 
-template <int kBits, Rule kRule>
+// kBs > 0: the block size as a compile-time constant (fully unrolled block loops); 0: runtime.
+template <int kBits, Rule kRule, size_t kBs>
 MURMUR_SIMD_CLONES bool encode_blocks(const QuantJob& job, size_t b0, size_t b1) {
   using Q = BlockQuant<kBits, kRule>;
-  const size_t bs = job.bs, block_bytes = bs * kBits / 8;
+  const size_t bs = kBs != 0 ? kBs : job.bs, block_bytes = bs * kBits / 8;
   std::vector<int8_t> codes(bs);
-  std::vector<uint8_t> packed_tail;
-  std::vector<float> padded;
   bool ok = true;
   for (size_t b = b0; b < b1; ++b) {
     const size_t first = b * bs, len = std::min(bs, job.n - first);
-    const float* xb = job.x + first;
-    uint8_t* out = job.codes + b * block_bytes;
-    if (len < bs) {  // the short last block: zero-pad, pack into a scratch, copy the used bytes
-      padded.assign(bs, 0.0f);
-      std::memcpy(padded.data(), xb, len * sizeof(float));
-      packed_tail.resize(block_bytes);
-      xb = padded.data();
-      out = packed_tail.data();
-    }
     float scale;
-    ok = Q::encode(xb, bs, len, first, job.key, scale, codes.data(), out) && ok;
+    if (len == bs) {
+      ok = Q::encode(job.x + first, bs, bs, first, job.key, scale, codes.data(), job.codes + b * block_bytes) && ok;
+    } else {  // the short last block: zero-pad, pack into a scratch, copy the used bytes
+      std::vector<float> padded(bs, 0.0f);
+      std::vector<uint8_t> packed(block_bytes);
+      std::memcpy(padded.data(), job.x + first, len * sizeof(float));
+      ok = Q::encode(padded.data(), bs, len, first, job.key, scale, codes.data(), packed.data()) && ok;
+      std::memcpy(job.codes + b * block_bytes, packed.data(), packed_bytes(len, kBits));
+    }
     store_f32(job.scales + 4 * b, scale);
-    if (len < bs) std::memcpy(job.codes + b * block_bytes, out, packed_bytes(len, kBits));
   }
   return ok;
 }
@@ -160,40 +156,56 @@ struct DequantJob {
   float* out;
 };
 
-template <int kBits, Rule kRule>
+template <int kBits, Rule kRule, size_t kBs>
 MURMUR_SIMD_CLONES bool decode_blocks(const DequantJob& job, size_t b0, size_t b1) {
   using Q = BlockQuant<kBits, kRule>;
-  const size_t bs = job.bs, block_bytes = bs * kBits / 8;
+  const size_t bs = kBs != 0 ? kBs : job.bs, block_bytes = bs * kBits / 8;
   std::vector<float> level(bs);
-  std::vector<uint8_t> padded;
   for (size_t b = b0; b < b1; ++b) {
     const size_t first = b * bs, len = std::min(bs, job.n - first);
-    const uint8_t* in = job.codes + b * block_bytes;
-    if (len < bs) {
-      padded.assign(block_bytes, 0);
-      std::memcpy(padded.data(), in, packed_bytes(len, kBits));
-      in = padded.data();
+    const float scale = load_f32(job.scales + 4 * b);
+    if (len == bs) {
+      Q::unpack(job.codes + b * block_bytes, block_bytes, level.data());
+      Q::apply(level.data(), bs, scale, job.alpha, job.out + first);
+    } else {
+      std::vector<uint8_t> padded(block_bytes, 0);
+      std::memcpy(padded.data(), job.codes + b * block_bytes, packed_bytes(len, kBits));
+      Q::unpack(padded.data(), block_bytes, level.data());
+      Q::apply(level.data(), len, scale, job.alpha, job.out + first);
     }
-    Q::unpack(in, block_bytes, level.data());
-    Q::apply(level.data(), len, load_f32(job.scales + 4 * b), job.alpha, job.out + first);
   }
   return true;
 }
 
-template <class Fn>
-auto dispatch(CodecId id, bool stochastic, Fn&& fn) {
+using EncodeFn = bool (*)(const QuantJob&, size_t, size_t);
+using DecodeFn = bool (*)(const DequantJob&, size_t, size_t);
+struct Kernels {
+  EncodeFn encode;
+  DecodeFn decode;
+};
+
+template <int kBits, Rule kEnc, Rule kDec>
+Kernels kernels_for(size_t bs) {
+  switch (bs) {
+    case 64: return {encode_blocks<kBits, kEnc, 64>, decode_blocks<kBits, kDec, 64>};
+    case 256: return {encode_blocks<kBits, kEnc, 256>, decode_blocks<kBits, kDec, 256>};
+    default: return {encode_blocks<kBits, kEnc, 0>, decode_blocks<kBits, kDec, 0>};
+  }
+}
+
+Kernels kernels(CodecId id, bool stochastic, size_t bs) {
   switch (id) {
     case CodecId::kInt8:
-      return stochastic ? fn(encode_blocks<8, Rule::kStochastic>, decode_blocks<8, Rule::kNearest>)
-                        : fn(encode_blocks<8, Rule::kNearest>, decode_blocks<8, Rule::kNearest>);
+      return stochastic ? kernels_for<8, Rule::kStochastic, Rule::kNearest>(bs)
+                        : kernels_for<8, Rule::kNearest, Rule::kNearest>(bs);
     case CodecId::kInt4:
-      return stochastic ? fn(encode_blocks<4, Rule::kStochastic>, decode_blocks<4, Rule::kNearest>)
-                        : fn(encode_blocks<4, Rule::kNearest>, decode_blocks<4, Rule::kNearest>);
+      return stochastic ? kernels_for<4, Rule::kStochastic, Rule::kNearest>(bs)
+                        : kernels_for<4, Rule::kNearest, Rule::kNearest>(bs);
     case CodecId::kInt2:
-      return stochastic ? fn(encode_blocks<2, Rule::kStochastic>, decode_blocks<2, Rule::kNearest>)
-                        : fn(encode_blocks<2, Rule::kNearest>, decode_blocks<2, Rule::kNearest>);
+      return stochastic ? kernels_for<2, Rule::kStochastic, Rule::kNearest>(bs)
+                        : kernels_for<2, Rule::kNearest, Rule::kNearest>(bs);
     default:
-      return fn(encode_blocks<1, Rule::kSign>, decode_blocks<1, Rule::kSign>);
+      return kernels_for<1, Rule::kSign, Rule::kSign>(bs);
   }
 }
 
@@ -208,9 +220,8 @@ void encode_quant(const CodecSpec& spec, std::span<const float> x, uint64_t seed
   w.u16(0);
   uint8_t* scales = w.extend(4 * nb + packed_bytes(n, bits));
   QuantJob job{x.data(), n, bs, math::stream_key(seed, math::kStreamRounding), scales, scales + 4 * nb};
-  bool ok = dispatch(spec.codec, spec.stochastic, [&](auto enc, auto) {
-    return parallel_chunks(nb, block_grain(bs), [&](size_t b0, size_t b1) { return enc(job, b0, b1); });
-  });
+  const EncodeFn enc = kernels(spec.codec, spec.stochastic, bs).encode;
+  const bool ok = parallel_chunks(nb, block_grain(bs), [&](size_t b0, size_t b1) { return enc(job, b0, b1); });
   if (!ok) throw_nonfinite_input(codec_name(spec.codec));
 }
 
@@ -254,10 +265,8 @@ void decode_quant(CodecId id, ByteReader& r, const Sink& sink) {
   const QuantBody q = parse_quant(id, r, n);
   sink.begin();
   DequantJob job{q.scales.data(), q.codes.data(), n, q.block, sink.alpha, sink.out.data()};
-  dispatch(id, false, [&](auto, auto dec) {
-    return parallel_chunks(q.scales.size() / 4, block_grain(q.block),
-                           [&](size_t b0, size_t b1) { return dec(job, b0, b1); });
-  });
+  const DecodeFn dec = kernels(id, false, q.block).decode;
+  parallel_chunks(q.scales.size() / 4, block_grain(q.block), [&](size_t b0, size_t b1) { return dec(job, b0, b1); });
 }
 
 }  // namespace murmur::compress

@@ -45,10 +45,14 @@ std::vector<float> bench_input(size_t n) {
   return x;
 }
 
-// PowerSGD needs matrices: tile the span with (1024, 1024) matrices, the rest goes to the fallback.
+// PowerSGD needs matrices: tile the span with square matrices of side min(1024, sqrt(n)); the
+// rest goes to the fallback codec.
 std::vector<compress::MatrixView> bench_layout(size_t n) {
+  const uint32_t side = uint32_t(std::min<double>(1024, std::floor(std::sqrt(double(n)))));
   std::vector<compress::MatrixView> layout;
-  for (uint64_t at = 0; at + 1024 * 1024 <= n; at += 1024 * 1024) layout.push_back({at, 1024, 1024});
+  for (uint64_t at = 0; side > 0 && at + uint64_t(side) * side <= n; at += uint64_t(side) * side) {
+    layout.push_back({at, side, side});
+  }
   return layout;
 }
 
