@@ -1,6 +1,7 @@
 // libFuzzer target for the payload decoder (build: clang, -DMURMUR_FUZZ=ON; run:
-// build-fuzz/tests/fuzz/fuzz_compress_decode -max_total_time=60). The first two bytes
-// choose the expected element count, the rest is the payload.
+// build-fuzz/fuzz_compress_decode -max_total_time=60 -max_len=4096 NEW_DIR tests/fuzz/corpus).
+// The first two bytes choose the expected element count (little-endian), the rest is the
+// payload; tests/fuzz/corpus holds one valid input per codec (40 elements) to start from.
 #include <cstddef>
 #include <cstdint>
 #include <span>
