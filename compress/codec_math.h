@@ -81,6 +81,26 @@ MURMUR_HD bool bf16_is_finite(uint16_t b) { return (b & 0x7f80U) != 0x7f80U; }
 
 MURMUR_HD bool is_finite(float f) { return (float_bits(f) & 0x7f800000U) != 0x7f800000U; }
 
+// The element-wise cast codecs: wire word, conversions, and which words are finite.
+struct Fp32Cast {
+  using Word = uint32_t;
+  MURMUR_HD static Word from(float f) { return float_bits(f); }
+  MURMUR_HD static float to(Word w) { return bits_float(w); }
+  MURMUR_HD static bool finite(Word w) { return is_finite(bits_float(w)); }
+};
+struct Fp16Cast {
+  using Word = uint16_t;
+  MURMUR_HD static Word from(float f) { return float_to_half(f); }
+  MURMUR_HD static float to(Word w) { return half_to_float(w); }
+  MURMUR_HD static bool finite(Word w) { return half_is_finite(w); }
+};
+struct Bf16Cast {
+  using Word = uint16_t;
+  MURMUR_HD static Word from(float f) { return float_to_bf16(f); }
+  MURMUR_HD static float to(Word w) { return bf16_to_float(w); }
+  MURMUR_HD static bool finite(Word w) { return bf16_is_finite(w); }
+};
+
 // Quantiser codes: v = x * inv + offset rounded into [lo, hi]. For the mid-tread int8/int4
 // quantiser offset = 0 and [lo, hi] = [-qmax, qmax]; for mid-rise int2 the caller halves x and
 // offsets by qmax / 2 so codes land in [0, 3]. inv = qmax / absmax (0 for an all-zero block).

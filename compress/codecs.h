@@ -69,6 +69,7 @@ float sample_threshold(std::vector<float>& s, double share);
 // Exact topk from candidates (indices in order and their values) that hold the k largest.
 std::vector<uint64_t> pick_largest(std::span<const uint64_t> cand, std::span<const float> vals, uint64_t k);
 void write_topk(std::span<const uint64_t> idx, std::span<const float> x_at_idx, bool approx, ByteWriter& w);
+void write_randk(uint64_t seed, uint32_t threshold, bool unscaled, std::span<const float> vals, ByteWriter& w);
 // powersgd (powersgd.cpp); `warm` holds the per-matrix Q factors between rounds.
 void encode_powersgd(const CodecSpec& spec, std::span<const float> x, std::span<const MatrixView> layout,
                      uint64_t seed, std::vector<std::vector<float>>& warm, ByteWriter& w);

@@ -10,25 +10,6 @@
 namespace murmur::compress {
 namespace {
 
-struct Fp32 {
-  using Word = uint32_t;
-  MURMUR_INLINE static Word from(float f) { return math::float_bits(f); }
-  MURMUR_INLINE static float to(Word w) { return math::bits_float(w); }
-  MURMUR_INLINE static bool finite(Word w) { return math::is_finite(math::bits_float(w)); }
-};
-struct Fp16 {
-  using Word = uint16_t;
-  MURMUR_INLINE static Word from(float f) { return math::float_to_half(f); }
-  MURMUR_INLINE static float to(Word w) { return math::half_to_float(w); }
-  MURMUR_INLINE static bool finite(Word w) { return math::half_is_finite(w); }
-};
-struct Bf16 {
-  using Word = uint16_t;
-  MURMUR_INLINE static Word from(float f) { return math::float_to_bf16(f); }
-  MURMUR_INLINE static float to(Word w) { return math::bf16_to_float(w); }
-  MURMUR_INLINE static bool finite(Word w) { return math::bf16_is_finite(w); }
-};
-
 // Rounding a finite float can overflow (fp16 above 65504): checking the encoded word
 // catches that and NaN/Inf input in one test.
 template <class T>
@@ -98,9 +79,9 @@ void decode_as(CodecId id, ByteReader& r, const Sink& sink) {
 
 void encode_float(CodecId id, std::span<const float> x, ByteWriter& w) {
   switch (id) {
-    case CodecId::kFp32: return encode_as<Fp32>(x, w, "fp32");
-    case CodecId::kFp16: return encode_as<Fp16>(x, w, "fp16");
-    default: return encode_as<Bf16>(x, w, "bf16");
+    case CodecId::kFp32: return encode_as<math::Fp32Cast>(x, w, "fp32");
+    case CodecId::kFp16: return encode_as<math::Fp16Cast>(x, w, "fp16");
+    default: return encode_as<math::Bf16Cast>(x, w, "bf16");
   }
 }
 
@@ -112,9 +93,9 @@ std::span<const uint8_t> parse_float(CodecId id, ByteReader& r, size_t n) {
 
 void decode_float(CodecId id, ByteReader& r, const Sink& sink) {
   switch (id) {
-    case CodecId::kFp32: return decode_as<Fp32>(id, r, sink);
-    case CodecId::kFp16: return decode_as<Fp16>(id, r, sink);
-    default: return decode_as<Bf16>(id, r, sink);
+    case CodecId::kFp32: return decode_as<math::Fp32Cast>(id, r, sink);
+    case CodecId::kFp16: return decode_as<math::Fp16Cast>(id, r, sink);
+    default: return decode_as<math::Bf16Cast>(id, r, sink);
   }
 }
 

@@ -206,18 +206,20 @@ void decode_topk(ByteReader& r, const Sink& sink) {
   scatter(body.idx, body.vals, 1.0f, sink);
 }
 
+void write_randk(uint64_t seed, uint32_t threshold, bool unscaled, std::span<const float> vals, ByteWriter& w) {
+  w.u64(seed);
+  w.u32(threshold);
+  w.u8(unscaled ? 1 : 0);
+  w.u8(0);
+  w.u16(0);
+  w.u64(vals.size());
+  std::memcpy(w.extend(4 * vals.size()), vals.data(), 4 * vals.size());
+}
+
 void encode_randk(const CodecSpec& spec, std::span<const float> x, uint64_t seed, ByteWriter& w) {
   if (!all_finite(x)) throw_nonfinite_input("randk");
   const uint32_t thr = randk_threshold(spec.fraction);
-  const std::vector<uint64_t> idx = randk_indices(x.size(), seed, thr);
-  w.u64(seed);
-  w.u32(thr);
-  w.u8(spec.unscaled ? 1 : 0);
-  w.u8(0);
-  w.u16(0);
-  w.u64(idx.size());
-  uint8_t* vals = w.extend(4 * idx.size());
-  for (size_t j = 0; j < idx.size(); ++j) store_f32(vals + 4 * j, x[idx[j]]);
+  write_randk(seed, thr, spec.unscaled, gather(x, randk_indices(x.size(), seed, thr)), w);
 }
 
 SparseBody parse_randk(ByteReader& r, size_t n) {

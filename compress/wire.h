@@ -64,7 +64,6 @@ class ByteWriter {
     pos_ += n;
     return p;
   }
-  size_t size() const { return pos_; }
   void finish() { buf_.resize(pos_); }
 
  private:

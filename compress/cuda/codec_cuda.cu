@@ -75,25 +75,6 @@ __device__ inline uint64_t grid_threads() { return uint64_t(gridDim.x) * blockDi
 
 // ---- fp32 / fp16 / bf16 ----------------------------------------------------------------
 
-struct Fp32Op {
-  using Word = uint32_t;
-  __device__ static Word from(float f) { return math::float_bits(f); }
-  __device__ static float to(Word w) { return math::bits_float(w); }
-  __device__ static bool finite(Word w) { return math::is_finite(math::bits_float(w)); }
-};
-struct Fp16Op {
-  using Word = uint16_t;
-  __device__ static Word from(float f) { return math::float_to_half(f); }
-  __device__ static float to(Word w) { return math::half_to_float(w); }
-  __device__ static bool finite(Word w) { return math::half_is_finite(w); }
-};
-struct Bf16Op {
-  using Word = uint16_t;
-  __device__ static Word from(float f) { return math::float_to_bf16(f); }
-  __device__ static float to(Word w) { return math::bf16_to_float(w); }
-  __device__ static bool finite(Word w) { return math::bf16_is_finite(w); }
-};
-
 template <class T>
 __global__ void cast_encode(const float* __restrict__ x, size_t n, typename T::Word* __restrict__ out, unsigned* bad) {
   for (uint64_t i = global_thread(); i < n; i += grid_threads()) {
@@ -349,14 +330,7 @@ void encode_randk_cuda(const CodecSpec& spec, const float* x, size_t n, uint64_t
   require_finite(x, n, "randk");
   const uint32_t thr = randk_threshold(spec.fraction);
   const std::vector<uint64_t> idx = select_indices(n, RandkPick{math::stream_key(seed, math::kStreamRandk), thr});
-  const std::vector<float> vals = gather(x, idx);
-  w.u64(seed);
-  w.u32(thr);
-  w.u8(spec.unscaled ? 1 : 0);
-  w.u8(0);
-  w.u16(0);
-  w.u64(idx.size());
-  std::memcpy(w.extend(4 * vals.size()), vals.data(), 4 * vals.size());
+  write_randk(seed, thr, spec.unscaled, gather(x, idx), w);
 }
 
 // PowerSGD and anything else without kernels: through host memory with the CPU codec.
@@ -399,9 +373,9 @@ void encode(Encoder& encoder, const float* x, size_t n, const EncodeOptions& opt
   ByteWriter w(payload);
   write_header(w, spec.codec, n);
   switch (spec.codec) {
-    case CodecId::kFp32: encode_cast<Fp32Op>(spec.codec, x, n, w); break;
-    case CodecId::kFp16: encode_cast<Fp16Op>(spec.codec, x, n, w); break;
-    case CodecId::kBf16: encode_cast<Bf16Op>(spec.codec, x, n, w); break;
+    case CodecId::kFp32: encode_cast<math::Fp32Cast>(spec.codec, x, n, w); break;
+    case CodecId::kFp16: encode_cast<math::Fp16Cast>(spec.codec, x, n, w); break;
+    case CodecId::kBf16: encode_cast<math::Bf16Cast>(spec.codec, x, n, w); break;
     case CodecId::kTopk: encode_topk_cuda(spec, x, n, opt.seed, w); break;
     case CodecId::kRandk: encode_randk_cuda(spec, x, n, opt.seed, w); break;
     default: encode_quant_cuda(spec, x, n, opt.seed, w); break;
@@ -414,9 +388,9 @@ void decode_accumulate(std::span<const uint8_t> payload, float* out, size_t n, f
   ByteReader r(payload);
   const Header h = read_header(r, n);
   switch (h.codec) {
-    case CodecId::kFp32: return decode_cast<Fp32Op>(h.codec, parse_float(h.codec, r, n), out, n, alpha);
-    case CodecId::kFp16: return decode_cast<Fp16Op>(h.codec, parse_float(h.codec, r, n), out, n, alpha);
-    case CodecId::kBf16: return decode_cast<Bf16Op>(h.codec, parse_float(h.codec, r, n), out, n, alpha);
+    case CodecId::kFp32: return decode_cast<math::Fp32Cast>(h.codec, parse_float(h.codec, r, n), out, n, alpha);
+    case CodecId::kFp16: return decode_cast<math::Fp16Cast>(h.codec, parse_float(h.codec, r, n), out, n, alpha);
+    case CodecId::kBf16: return decode_cast<math::Bf16Cast>(h.codec, parse_float(h.codec, r, n), out, n, alpha);
     case CodecId::kTopk: {
       const SparseBody body = parse_topk(r, n);
       return scatter(body.idx, body.vals, 1.0f, alpha, out);
