@@ -18,8 +18,11 @@ if(NOT MURMUR_CUDA STREQUAL "OFF")
     endif()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
+    # CMake 3.25 does not know nvcc's C++20 flag (nvcc >= 12 has it), so a
+    # C++20 target would fail at generate time: teach it.
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
     set(CMAKE_CUDA_STANDARD 20)
-    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     set(MURMUR_HAVE_CUDA ON)
   elseif(MURMUR_CUDA STREQUAL "ON")
     message(FATAL_ERROR "MURMUR_CUDA=ON but no working CUDA compiler (nvcc) was found; "

@@ -5,37 +5,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "model/rng.h"
+
 namespace murmur {
-
-namespace {
-
-// splitmix64 (Steele, Lea & Flood 2014): its finalizer mixes the stream key, and its
-// sequence is the generator. Written out so every platform yields the same stream
-// (std:: distributions are not specified bit-exactly).
-uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t state) : state_(state) {}
-  uint64_t next() { return mix64(state_ += 0x9E3779B97F4A7C15ull); }
-  // Uniform in [0, n) without modulo bias: reject the low `2^64 mod n` values.
-  uint64_t below(uint64_t n) {
-    const uint64_t reject_under = (0 - n) % n;
-    for (;;) {
-      const uint64_t r = next();
-      if (r >= reject_under) return r % n;
-    }
-  }
-
- private:
-  uint64_t state_;
-};
-
-}  // namespace
 
 DataLoader::DataLoader(const TokenDataset& data, int batch, int context, uint64_t seed, uint32_t peer)
     : data_(data), B_(batch), T_(context), seed_(seed), peer_(peer), n_windows_(0) {

@@ -12,7 +12,7 @@ if [ ! -f "$data/meta.json" ]; then
 fi
 run=runs/demo-$(date +%Y%m%d-%H%M%S)
 build/murmur train --preset small --data "$data" --out "$run" \
-  --steps 2000 --batch 16 --context 128 --lr 2e-3 --eval-every 100 --ckpt-every 500 \
+  --steps 700 --batch 16 --context 128 --lr 2e-3 --eval-every 100 --ckpt-every 250 \
   --max-seconds "${MURMUR_DEMO_SECONDS:-480}"
 build/murmur eval --checkpoint "$run" --data "$data" --context 128 --max-windows 400
 echo "checkpoint: $run/$(cat "$run/latest")   log: $run/log.jsonl"

