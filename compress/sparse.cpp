@@ -160,7 +160,7 @@ void write_topk(std::span<const uint64_t> idx, std::span<const float> x_at_idx, 
   w.u8(approx ? 1 : 0);
   w.u16(0);
   w.u32(0);
-  std::memcpy(w.extend(4 * x_at_idx.size()), x_at_idx.data(), 4 * x_at_idx.size());
+  w.f32s(x_at_idx);
   encode_indices(idx, b, w);
 }
 
@@ -213,7 +213,7 @@ void write_randk(uint64_t seed, uint32_t threshold, bool unscaled, std::span<con
   w.u8(0);
   w.u16(0);
   w.u64(vals.size());
-  std::memcpy(w.extend(4 * vals.size()), vals.data(), 4 * vals.size());
+  w.f32s(vals);
 }
 
 void encode_randk(const CodecSpec& spec, std::span<const float> x, uint64_t seed, ByteWriter& w) {

@@ -32,8 +32,16 @@ class DecodeError : public std::runtime_error {
 };
 
 enum class CodecId : uint8_t {
-  kFp32 = 1, kFp16 = 2, kBf16 = 3, kInt8 = 4, kInt4 = 5, kInt2 = 6,
-  kSign = 7, kTopk = 8, kRandk = 9, kPowerSgd = 10,
+  kFp32 = 1,
+  kFp16 = 2,
+  kBf16 = 3,
+  kInt8 = 4,
+  kInt4 = 5,
+  kInt2 = 6,
+  kSign = 7,
+  kTopk = 8,
+  kRandk = 9,
+  kPowerSgd = 10,
 };
 const char* codec_name(CodecId id);
 
@@ -56,6 +64,9 @@ class ByteWriter {
   void u32(uint32_t v) { put(&v, sizeof v); }
   void u64(uint64_t v) { put(&v, sizeof v); }
   void f32(float v) { put(&v, sizeof v); }
+  void f32s(std::span<const float> v) {
+    if (!v.empty()) put(v.data(), v.size_bytes());  // an empty span's data() may be null
+  }
   // Reserves the next n bytes (contents unspecified) and returns where they start;
   // valid until the next write.
   uint8_t* extend(size_t n) {

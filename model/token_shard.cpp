@@ -100,7 +100,7 @@ void write_shard(const fs::path& path, std::span<const uint16_t> tokens, int voc
   store_le<uint32_t>(header + 24, static_cast<uint32_t>(vocab_size));
   write_file_atomic(path, [&](std::FILE* f) {
     if (std::fwrite(header, 1, sizeof header, f) != sizeof header ||
-        std::fwrite(tokens.data(), kDtypeBytes, tokens.size(), f) != tokens.size()) {
+        (!tokens.empty() && std::fwrite(tokens.data(), kDtypeBytes, tokens.size(), f) != tokens.size())) {
       throw std::runtime_error("cannot write token shard " + path.string() + ": " + std::strerror(errno));
     }
   });

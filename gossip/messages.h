@@ -1,0 +1,157 @@
+// The messages peers exchange, as plain values. This header is the contract
+// between the sans-IO state machines (gossip/: membership, the training
+// algorithm), the wire codec (node/protocol.h: msgpack, hostile decoding) and
+// the transport (node/transport.h). Nothing here does I/O or serialisation.
+//
+// A message's sender is not a field: the transport authenticates it (its CURVE
+// public key, checked by the ZAP handler) and hands it over with the message.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace murmur::gossip {
+
+inline constexpr uint32_t kProtocolVersion = 1;
+
+// A peer's identity: its CurveZMQ public key (32 bytes).
+using PeerId = std::array<uint8_t, 32>;
+
+// Bounds every decoder enforces (node/protocol.cpp) and every sender respects.
+inline constexpr size_t kMaxAddrLen = 256;         // "tcp://host:port"
+inline constexpr size_t kMaxPeersPerMessage = 64;  // samples, updates
+inline constexpr size_t kMaxChunkBytes = 1u << 20; // payload and state chunks
+
+// What one peer knows of another. `addr` is where the peer listens, as it
+// advertises itself; `incarnation` only grows, and the peer itself bumps it to
+// refute a suspicion or to announce a restart (SWIM).
+struct PeerInfo {
+  PeerId id{};
+  std::string addr;
+  uint64_t incarnation = 0;
+  friend bool operator==(const PeerInfo&, const PeerInfo&) = default;
+};
+
+enum class PeerState : uint8_t { alive = 0, suspect = 1, dead = 2, left = 3 };
+
+// A membership fact, disseminated by piggybacking on probes (SWIM).
+struct MemberUpdate {
+  PeerInfo peer;
+  PeerState state = PeerState::alive;
+  friend bool operator==(const MemberUpdate&, const MemberUpdate&) = default;
+};
+
+// -- joining and peer sampling ------------------------------------------------
+// A newcomer sends Hello to any known address; the receiver answers Welcome with
+// a random sample of its view and spreads the newcomer as alive.
+struct Hello {
+  PeerInfo self;
+  friend bool operator==(const Hello&, const Hello&) = default;
+};
+struct Welcome {
+  PeerInfo self;
+  std::vector<PeerInfo> sample;
+  friend bool operator==(const Welcome&, const Welcome&) = default;
+};
+// Cyclon-style shuffle: exchange random samples of the partial views.
+struct Shuffle {
+  std::vector<PeerInfo> sample;
+  bool reply = false;
+  friend bool operator==(const Shuffle&, const Shuffle&) = default;
+};
+
+// -- failure detection (SWIM) ---------------------------------------------------
+struct Ping {
+  uint64_t seq = 0;
+  std::vector<MemberUpdate> updates;
+  friend bool operator==(const Ping&, const Ping&) = default;
+};
+// Ack answers a Ping (or, relayed, a PingReq): `target` is who was probed.
+struct Ack {
+  uint64_t seq = 0;
+  PeerId target{};
+  std::vector<MemberUpdate> updates;
+  friend bool operator==(const Ack&, const Ack&) = default;
+};
+// Asks the receiver to probe `target` on the sender's behalf (indirect probe).
+struct PingReq {
+  uint64_t seq = 0;
+  PeerInfo target;
+  friend bool operator==(const PingReq&, const PingReq&) = default;
+};
+
+// -- symmetric neighbour links --------------------------------------------------
+// A link exists when both sides agreed: LinkRequest -> LinkAccept. `degree` is the
+// sender's current number of links (for Metropolis-Hastings weights).
+struct LinkRequest {
+  uint64_t link_epoch = 0;  // distinguishes successive links between the same pair
+  uint32_t degree = 0;
+  friend bool operator==(const LinkRequest&, const LinkRequest&) = default;
+};
+struct LinkAccept {
+  uint64_t link_epoch = 0;
+  uint32_t degree = 0;
+  friend bool operator==(const LinkAccept&, const LinkAccept&) = default;
+};
+struct LinkReject {
+  uint64_t link_epoch = 0;
+  friend bool operator==(const LinkReject&, const LinkReject&) = default;
+};
+struct LinkClose {
+  uint64_t link_epoch = 0;
+  friend bool operator==(const LinkClose&, const LinkClose&) = default;
+};
+
+// -- training traffic -------------------------------------------------------------
+// An opaque update for the training layer on an established link. `seq` counts per
+// link epoch from 0 without gaps; a payload larger than kMaxChunkBytes travels as
+// chunks [chunk, chunk_count) of the same seq, reassembled by the transport.
+struct Payload {
+  uint64_t link_epoch = 0;
+  uint64_t seq = 0;
+  uint32_t chunk = 0;
+  uint32_t chunk_count = 1;
+  std::vector<uint8_t> bytes;
+  friend bool operator==(const Payload&, const Payload&) = default;
+};
+
+// Bulk state transfer (a joiner fetches a snapshot): resumable by offset, the
+// whole blob verified against `sha256` (of the complete state) at the end.
+struct StateRequest {
+  uint64_t transfer_id = 0;
+  uint64_t offset = 0;
+  friend bool operator==(const StateRequest&, const StateRequest&) = default;
+};
+struct StateChunk {
+  uint64_t transfer_id = 0;
+  uint64_t total_size = 0;
+  uint64_t offset = 0;
+  std::array<uint8_t, 32> sha256{};
+  std::vector<uint8_t> bytes;
+  friend bool operator==(const StateChunk&, const StateChunk&) = default;
+};
+
+// Graceful leave.
+struct Bye {
+  uint64_t incarnation = 0;
+  friend bool operator==(const Bye&, const Bye&) = default;
+};
+
+using Message = std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRequest, LinkAccept,
+                             LinkReject, LinkClose, Payload, StateRequest, StateChunk, Bye>;
+
+// The training layer's message, carried as the reassembled bytes of Payloads on
+// a link (node/protocol.h encodes it). `codec_payload` is a compress/ payload:
+// q = C(θ − θ̂) for a delta, or the sender's whole θ̂ for a snapshot (resync).
+struct Delta {
+  uint64_t round = 0;
+  uint32_t degree = 0;  // the sender's link count when it sent this
+  bool snapshot = false;
+  std::vector<uint8_t> codec_payload;
+  friend bool operator==(const Delta&, const Delta&) = default;
+};
+
+}  // namespace murmur::gossip
