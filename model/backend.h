@@ -40,6 +40,8 @@ class ModelBackend {
   virtual void read_params(std::span<float> out) const = 0;
   virtual void write_params(std::span<const float> in) = 0;
   virtual void read_grads(std::span<float> out) const = 0;
+  // Replaces the gradients, e.g. with their average over data-parallel peers.
+  virtual void write_grads(std::span<const float> in) = 0;
   virtual void read_moments(std::span<float> m, std::span<float> v) const = 0;
   virtual void write_moments(std::span<const float> m, std::span<const float> v) = 0;
 

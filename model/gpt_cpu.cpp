@@ -105,6 +105,7 @@ class CpuBackend final : public ModelBackend {
   void read_params(std::span<float> out) const override { copy_out(params_, out, "params"); }
   void write_params(std::span<const float> in) override { copy_in(in, params_, "params"); }
   void read_grads(std::span<float> out) const override { copy_out(grads_, out, "grads"); }
+  void write_grads(std::span<const float> in) override { copy_in(in, grads_, "grads"); }
   void read_moments(std::span<float> m, std::span<float> v) const override {
     copy_out(m_, m, "m");
     copy_out(v_, v, "v");

@@ -28,6 +28,7 @@ StepStats Trainer::step() {
     loss += model_.forward(inputs_.data(), targets_.data(), B, T);
     model_.backward(dloss);
   }
+  if (opt_.reduce_grads) opt_.reduce_grads(model_);
   StepStats s;
   s.loss = static_cast<float>(loss / opt_.grad_accum);
   s.grad_norm = model_.grad_norm();

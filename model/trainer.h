@@ -23,6 +23,9 @@ struct TrainOptions {
   float clip = 1.0f;  // max global gradient norm; <= 0 disables
   uint64_t seed = 1337;
   uint32_t peer = 0;
+  // Called after the gradients are accumulated and before clipping and the
+  // update: synchronous data parallelism averages them across peers here.
+  std::function<void(ModelBackend&)> reduce_grads;
 };
 
 struct StepStats {

@@ -12,5 +12,7 @@ void add_train_command(CLI::App& app);     // murmur train
 void add_eval_command(CLI::App& app);      // murmur eval
 void add_bench_model(CLI::App& bench);     // murmur bench model
 void add_bench_compress(CLI::App& bench);  // murmur bench compress
+void add_netem_command(CLI::App& app);     // murmur netem relay
+void add_bench_netem(CLI::App& bench);     // murmur bench netem
 
 }  // namespace murmur::cli

@@ -1,0 +1,526 @@
+#include "gossip/membership.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+
+namespace murmur::gossip {
+
+namespace {
+
+int rank(PeerState s) { return static_cast<int>(s); }  // alive < suspect < dead < left
+bool gone(PeerState s) { return s == PeerState::dead || s == PeerState::left; }
+
+bool valid(const PeerInfo& p) { return !p.addr.empty() && p.addr.size() <= kMaxAddrLen; }
+
+// At most the first kMaxPeersPerMessage entries of a list from the network count.
+template <class T>
+size_t bounded(const std::vector<T>& v) {
+  return std::min(v.size(), kMaxPeersPerMessage);
+}
+
+}  // namespace
+
+void validate(const MembershipConfig& c) {
+  auto require = [](bool ok, const char* what) {
+    if (!ok) throw std::invalid_argument(std::string("membership config: ") + what);
+  };
+  require(c.probe_interval > 0, "probe_interval must be > 0");
+  require(c.probe_timeout > 0 && c.probe_timeout < c.probe_interval,
+          "probe_timeout must be in (0, probe_interval)");
+  require(c.indirect_probes >= 0 && c.indirect_probes <= 16, "indirect_probes must be in [0, 16]");
+  require(c.suspicion_timeout > 0, "suspicion_timeout must be > 0");
+  require(c.max_piggyback >= 3 && static_cast<size_t>(c.max_piggyback) <= kMaxPeersPerMessage,
+          "max_piggyback must be in [3, kMaxPeersPerMessage]");
+  require(c.retransmit_mult >= 1, "retransmit_mult must be >= 1");
+  require(c.join_retry > 0 && c.shuffle_interval > 0 && c.rejoin_interval > 0,
+          "join_retry, shuffle_interval and rejoin_interval must be > 0");
+  require(c.shuffle_size >= 1 && static_cast<size_t>(c.shuffle_size) <= kMaxPeersPerMessage,
+          "shuffle_size must be in [1, kMaxPeersPerMessage]");
+  require(c.welcome_size >= 1 && static_cast<size_t>(c.welcome_size) <= kMaxPeersPerMessage,
+          "welcome_size must be in [1, kMaxPeersPerMessage]");
+  require(c.max_members >= 1, "max_members must be >= 1");
+  require(c.dead_retention >= c.suspicion_timeout, "dead_retention must be >= suspicion_timeout");
+  require(c.max_relays >= 1, "max_relays must be >= 1");
+  require(c.target_degree >= 1 && c.target_degree < c.max_degree,
+          "need 1 <= target_degree < max_degree (re-sampling opens a link before closing one)");
+  require(c.link_lifetime > 0 && c.link_request_timeout > 0,
+          "link_lifetime and link_request_timeout must be > 0");
+}
+
+Membership::Membership(PeerInfo self, MembershipConfig cfg, uint64_t seed)
+    : self_(std::move(self)), cfg_(cfg), rng_(mix64(seed)) {
+  validate(cfg_);
+  if (!valid(self_)) throw std::invalid_argument("membership: own address empty or too long");
+  // Spread the peers' timers so they do not probe and shuffle in lockstep.
+  next_probe_ = static_cast<Millis>(rng_.below(static_cast<uint64_t>(cfg_.probe_interval)));
+  next_shuffle_ = static_cast<Millis>(rng_.below(static_cast<uint64_t>(cfg_.shuffle_interval)));
+  next_rejoin_ = cfg_.rejoin_interval;
+}
+
+// -- inputs ---------------------------------------------------------------------
+
+void Membership::join(const std::string& addr, Millis now) {
+  if (leaving_ || addr.empty() || addr.size() > kMaxAddrLen) return;
+  if (std::find(join_addrs_.begin(), join_addrs_.end(), addr) == join_addrs_.end() &&
+      join_addrs_.size() < kMaxJoinAddrs)
+    join_addrs_.push_back(addr);
+  actions_.push_back(SendToAddr{addr, Hello{self_}});
+  ++counters_.messages_out;
+  next_join_ = now + cfg_.join_retry;
+}
+
+void Membership::on_message(const PeerId& from, const Message& m, Millis now) {
+  ++counters_.messages_in;
+  if (leaving_ || from == self_.id) return ignore();
+  std::visit([&](const auto& msg) { handle(from, msg, now); }, m);
+}
+
+void Membership::tick(Millis now) {
+  if (leaving_) return;
+  run_join(now);
+  run_probe(now);
+  run_suspicions(now);
+  run_sampling(now);
+  run_links(now);
+}
+
+void Membership::leave(Millis) {
+  if (leaving_) return;
+  for (const auto& [id, m] : members_)
+    if (!gone(m.state)) send(m.info, Bye{self_.incarnation});
+  for (const auto& [id, p] : pending_links_)
+    if (const Member* m = live(id)) send(m->info, LinkClose{p.epoch});
+  pending_links_.clear();
+  while (!links_.empty()) close_link(links_.begin()->first, true);
+  leaving_ = true;
+}
+
+std::vector<Action> Membership::take_actions() { return std::exchange(actions_, {}); }
+
+// -- queries --------------------------------------------------------------------
+
+std::vector<PeerInfo> Membership::members() const {
+  std::vector<PeerInfo> out;
+  for (const auto& [id, m] : members_)
+    if (!gone(m.state)) out.push_back(m.info);
+  return out;
+}
+
+std::optional<PeerState> Membership::state_of(const PeerId& id) const {
+  if (id == self_.id) return leaving_ ? PeerState::left : PeerState::alive;
+  auto it = members_.find(id);
+  if (it == members_.end()) return std::nullopt;
+  return it->second.state;
+}
+
+std::optional<PeerInfo> Membership::info_of(const PeerId& id) const {
+  if (id == self_.id) return self_;
+  auto it = members_.find(id);
+  if (it == members_.end()) return std::nullopt;
+  return it->second.info;
+}
+
+std::vector<Neighbour> Membership::links() const {
+  std::vector<Neighbour> out;
+  for (const auto& [id, l] : links_) out.push_back({l.peer, l.epoch, l.their_degree});
+  return out;
+}
+
+// -- joining and sampling --------------------------------------------------------
+
+void Membership::handle(const PeerId& from, const Hello& m, Millis now) {
+  if (m.self.id != from || !valid(m.self)) return ignore();
+  // Only a fresh process (or one back from a partition) says Hello: whatever link we
+  // hold with it, its side is gone.
+  if (links_.count(from)) close_link(from, false);
+  apply({m.self, PeerState::alive}, now, true);
+  tell_if_gone(from);
+  send(m.self, Welcome{self_, sample(static_cast<size_t>(cfg_.welcome_size), &from)});
+}
+
+void Membership::handle(const PeerId& from, const Welcome& m, Millis now) {
+  if (m.self.id != from || !valid(m.self)) return ignore();
+  apply({m.self, PeerState::alive}, now, false);
+  merge_sample(m.sample, now);
+  tell_if_gone(from);
+  joined_ = true;
+}
+
+void Membership::handle(const PeerId& from, const Shuffle& m, Millis now) {
+  merge_sample(m.sample, now);  // Cyclon: the sender includes itself
+  const Member* sender = live(from);
+  if (m.reply || sender == nullptr) return;
+  auto reply = sample(static_cast<size_t>(cfg_.shuffle_size) - 1, &from);
+  reply.push_back(self_);
+  send(sender->info, Shuffle{std::move(reply), true});
+}
+
+void Membership::merge_sample(const std::vector<PeerInfo>& sample, Millis now) {
+  for (size_t i = 0; i < bounded(sample); ++i) apply({sample[i], PeerState::alive}, now, false);
+}
+
+// -- failure detection -------------------------------------------------------------
+
+void Membership::handle(const PeerId& from, const Ping& m, Millis now) {
+  for (size_t i = 0; i < bounded(m.updates); ++i) apply(m.updates[i], now, true);
+  auto it = members_.find(from);  // the sender's own claim above makes it known
+  if (it == members_.end()) return ignore();
+  send(it->second.info, Ack{m.seq, self_.id, piggyback(from)});
+}
+
+void Membership::handle(const PeerId& from, const Ack& m, Millis now) {
+  for (size_t i = 0; i < bounded(m.updates); ++i) apply(m.updates[i], now, true);
+  if (m.seq == 0) return;
+  if (probe_ && m.seq == probe_->seq && m.target == probe_->target &&
+      (from == probe_->target || probe_->indirect)) {
+    probe_->acked = true;
+    return;
+  }
+  auto relay = std::find_if(relays_.begin(), relays_.end(),
+                            [&](const Relay& r) { return r.seq == m.seq && r.target == from; });
+  if (relay == relays_.end()) return;
+  if (const Member* requester = live(relay->requester))
+    send(requester->info, Ack{relay->their_seq, relay->target, piggyback(relay->requester)});
+  relays_.erase(relay);
+}
+
+void Membership::handle(const PeerId& from, const PingReq& m, Millis now) {
+  const PeerId& target = m.target.id;
+  if (live(from) == nullptr || target == self_.id || target == from || relays_.size() >= cfg_.max_relays)
+    return ignore();
+  // Probe the address we know; the requester's copy only for a peer we have not heard of.
+  PeerInfo to = m.target;
+  if (auto it = members_.find(target); it != members_.end()) {
+    if (gone(it->second.state)) return ignore();
+    to = it->second.info;
+  } else if (!valid(to)) {
+    return ignore();
+  }
+  const uint64_t seq = next_seq_++;
+  relays_.push_back({seq, m.seq, from, target, now + cfg_.probe_interval});
+  send(to, Ping{seq, piggyback(target)});
+}
+
+void Membership::run_probe(Millis now) {
+  std::erase_if(relays_, [&](const Relay& r) { return r.deadline <= now; });
+  if (probe_) {
+    const Member* target = live(probe_->target);
+    if (!probe_->acked && !probe_->indirect && target && now >= probe_->started + cfg_.probe_timeout) {
+      probe_->indirect = true;
+      for (const PeerInfo& helper : sample(static_cast<size_t>(cfg_.indirect_probes), &probe_->target)) {
+        send(helper, PingReq{probe_->seq, target->info});
+        ++counters_.indirect_probes;
+      }
+    }
+    if (now < probe_->started + cfg_.probe_interval) return;
+    if (!probe_->acked && target && target->state == PeerState::alive) {
+      ++counters_.suspicions;
+      apply({target->info, PeerState::suspect}, now, true);
+    }
+    probe_.reset();
+  }
+  if (now < next_probe_) return;
+  next_probe_ = now + cfg_.probe_interval;
+  // Round-robin over a shuffled list (SWIM's bound on first detection time).
+  while (true) {
+    if (probe_pos_ >= probe_order_.size()) {
+      probe_order_.clear();
+      for (const auto& [id, m] : members_)
+        if (!gone(m.state)) probe_order_.push_back(id);
+      for (size_t i = probe_order_.size(); i > 1; --i)
+        std::swap(probe_order_[i - 1], probe_order_[rng_.below(i)]);
+      probe_pos_ = 0;
+      if (probe_order_.empty()) return;
+    }
+    const PeerId id = probe_order_[probe_pos_++];
+    if (const Member* m = live(id)) {
+      probe_ = Probe{id, next_seq_++, now, false, false};
+      ++counters_.probes;
+      send(m->info, Ping{probe_->seq, piggyback(id)});
+      return;
+    }
+  }
+}
+
+void Membership::run_suspicions(Millis now) {
+  std::vector<PeerInfo> expired;
+  for (const auto& [id, m] : members_) {
+    if (m.state == PeerState::suspect && now >= m.since + cfg_.suspicion_timeout) expired.push_back(m.info);
+    if (gone(m.state) && now >= m.since + cfg_.dead_retention) expired.push_back(m.info);
+  }
+  for (const PeerInfo& p : expired) {
+    if (members_.at(p.id).state == PeerState::suspect) {
+      ++counters_.deaths;
+      apply({p, PeerState::dead}, now, true);
+    } else {
+      members_.erase(p.id);
+    }
+  }
+}
+
+void Membership::apply(const MemberUpdate& u, Millis now, bool spread) {
+  if (!valid(u.peer)) return;
+  if (u.peer.id == self_.id) {
+    if (u.state != PeerState::alive && u.peer.incarnation >= self_.incarnation) refute(u.peer.incarnation);
+    return;
+  }
+  auto it = members_.find(u.peer.id);
+  const bool known = it != members_.end();
+  if (known && std::pair(u.peer.incarnation, rank(u.state)) <=
+                   std::pair(it->second.info.incarnation, rank(it->second.state)))
+    return;
+  if (!known) {
+    if (members_.size() >= cfg_.max_members) {
+      // Full: make room only by forgetting the oldest tombstone.
+      auto oldest = members_.end();
+      for (auto m = members_.begin(); m != members_.end(); ++m)
+        if (gone(m->second.state) && (oldest == members_.end() || m->second.since < oldest->second.since))
+          oldest = m;
+      if (oldest == members_.end()) return;
+      members_.erase(oldest);
+    }
+    it = members_.emplace(u.peer.id, Member{u.peer, u.state, now}).first;
+  }
+  Member& m = it->second;
+  const PeerState before = known ? m.state : PeerState::left;
+  m.info = u.peer;
+  m.since = now;  // also a suspicion at a higher incarnation: a new suspicion, a new deadline
+  if (!known || m.state != u.state) {
+    m.state = u.state;
+    if (known || !gone(u.state)) actions_.push_back(MemberEvent{m.info, m.state});
+  }
+  // Whoever starts suspecting a peer tells it at once: the Ack to that Ping carries
+  // the refutation straight back, instead of racing the suspicion timers by gossip.
+  if (u.state == PeerState::suspect && before != PeerState::suspect)
+    send(m.info, Ping{0, piggyback(u.peer.id)});
+  if (gone(u.state) && !gone(before)) {
+    if (links_.count(u.peer.id)) close_link(u.peer.id, true);
+    pending_links_.erase(u.peer.id);
+  }
+  if (spread) broadcasts_[u.peer.id] = Broadcast{u, 0};
+}
+
+void Membership::refute(uint64_t incarnation) {
+  if (incarnation == std::numeric_limits<uint64_t>::max()) return;
+  self_.incarnation = incarnation + 1;
+  ++counters_.refutations;
+}
+
+void Membership::tell_if_gone(const PeerId& id) {
+  auto it = members_.find(id);
+  if (it != members_.end() && gone(it->second.state)) send(it->second.info, Ping{0, piggyback(id)});
+}
+
+// Our own alive claim first (so a receiver that has not heard of us can answer),
+// then what we think of the receiver if it is not alive (so it can refute), then
+// the least-sent queued updates.
+std::vector<MemberUpdate> Membership::piggyback(const PeerId& to) {
+  std::vector<MemberUpdate> out{{self_, PeerState::alive}};
+  if (auto it = members_.find(to); it != members_.end() && it->second.state != PeerState::alive)
+    out.push_back({it->second.info, it->second.state});
+  const size_t live_count = members().size();
+  const int limit = cfg_.retransmit_mult * static_cast<int>(std::ceil(std::log2(live_count + 2.0)));
+  std::vector<std::map<PeerId, Broadcast>::iterator> queue;
+  for (auto it = broadcasts_.begin(); it != broadcasts_.end(); ++it)
+    if (it->first != to) queue.push_back(it);
+  const size_t room = static_cast<size_t>(cfg_.max_piggyback) - out.size();
+  const size_t take = std::min(queue.size(), room);
+  std::partial_sort(queue.begin(), queue.begin() + static_cast<ptrdiff_t>(take), queue.end(),
+                    [](const auto& a, const auto& b) { return a->second.sent < b->second.sent; });
+  for (size_t i = 0; i < take; ++i) {
+    out.push_back(queue[i]->second.update);
+    if (++queue[i]->second.sent >= limit) broadcasts_.erase(queue[i]);
+  }
+  return out;
+}
+
+// -- membership timers ---------------------------------------------------------------
+
+void Membership::run_join(Millis now) {
+  if (join_addrs_.empty() || now < next_join_) return;
+  // Retry until welcomed, and again whenever we have lost every live member.
+  if (joined_ && !members().empty()) return;
+  for (const std::string& addr : join_addrs_) {
+    actions_.push_back(SendToAddr{addr, Hello{self_}});
+    ++counters_.messages_out;
+  }
+  next_join_ = now + cfg_.join_retry;
+}
+
+void Membership::run_sampling(Millis now) {
+  if (now >= next_shuffle_) {
+    next_shuffle_ = now + cfg_.shuffle_interval;
+    auto partner = sample(1, nullptr);
+    if (!partner.empty()) {
+      auto offer = sample(static_cast<size_t>(cfg_.shuffle_size) - 1, &partner[0].id);
+      offer.push_back(self_);
+      send(partner[0], Shuffle{std::move(offer), false});
+    }
+  }
+  // Partition healing: a peer we declared dead may be alive behind a healed
+  // partition; a Hello makes each side tell the other it is dead, both refute.
+  if (now >= next_rejoin_) {
+    next_rejoin_ = now + cfg_.rejoin_interval;
+    std::vector<const PeerInfo*> dead;
+    for (const auto& [id, m] : members_)
+      if (m.state == PeerState::dead) dead.push_back(&m.info);
+    if (!dead.empty()) send(*dead[rng_.below(dead.size())], Hello{self_});
+  }
+}
+
+// -- neighbour links -----------------------------------------------------------------
+
+void Membership::handle(const PeerId& from, const LinkRequest& m, Millis now) {
+  auto it = members_.find(from);
+  if (it == members_.end()) return ignore();  // no address to answer to
+  const PeerInfo peer = it->second.info;
+  if (it->second.state != PeerState::alive) return send(peer, LinkReject{m.link_epoch});
+  if (auto l = links_.find(from); l != links_.end()) {
+    // Our request won a crossing and its Accept beat their request here: stale.
+    if (l->second.ours && self_.id < from && now < l->second.opened + cfg_.link_request_timeout)
+      return send(peer, LinkReject{m.link_epoch});
+    // Otherwise it dropped its side (restart, lost LinkClose): its request supersedes ours.
+    close_link(from, false);
+  }
+  if (auto mine = pending_links_.find(from); mine != pending_links_.end()) {
+    // Both asked at once: the smaller id's request wins, on both sides.
+    if (self_.id < from) return send(peer, LinkReject{m.link_epoch});
+    pending_links_.erase(mine);
+  }
+  if (links_.size() + pending_links_.size() >= static_cast<size_t>(cfg_.max_degree))
+    return send(peer, LinkReject{m.link_epoch});
+  open_link(peer, m.link_epoch, m.degree, false, now);
+  send(peer, LinkAccept{m.link_epoch, degree_with(0)});
+}
+
+void Membership::handle(const PeerId& from, const LinkAccept& m, Millis now) {
+  auto pending = pending_links_.find(from);
+  const Member* peer = live(from);
+  if (pending == pending_links_.end() || pending->second.epoch != m.link_epoch || peer == nullptr ||
+      peer->state != PeerState::alive) {
+    // Late or unwanted: undo the other side's link.
+    if (peer) send(peer->info, LinkClose{m.link_epoch});
+    return ignore();
+  }
+  pending_links_.erase(pending);
+  open_link(peer->info, m.link_epoch, m.degree, true, now);
+}
+
+void Membership::handle(const PeerId& from, const LinkReject& m, Millis) {
+  auto pending = pending_links_.find(from);
+  if (pending == pending_links_.end() || pending->second.epoch != m.link_epoch) return ignore();
+  pending_links_.erase(pending);
+  ++counters_.link_rejects;
+}
+
+void Membership::handle(const PeerId& from, const LinkClose& m, Millis) {
+  if (auto l = links_.find(from); l != links_.end() && l->second.epoch == m.link_epoch)
+    return close_link(from, false);
+  if (auto p = pending_links_.find(from); p != pending_links_.end() && p->second.epoch == m.link_epoch)
+    return static_cast<void>(pending_links_.erase(p));
+  ignore();
+}
+
+void Membership::handle(const PeerId& from, const Payload& m, Millis) {
+  if (auto l = links_.find(from); l != links_.end() && l->second.epoch == m.link_epoch) return;
+  if (auto it = members_.find(from); it != members_.end()) send(it->second.info, LinkClose{m.link_epoch});
+}
+
+void Membership::handle(const PeerId& from, const Bye& m, Millis now) {
+  auto it = members_.find(from);
+  if (it == members_.end()) return ignore();
+  PeerInfo info = it->second.info;
+  info.incarnation = m.incarnation;  // a Bye from an earlier incarnation changes nothing
+  apply({info, PeerState::left}, now, true);
+}
+
+// State transfer belongs to the training layer.
+void Membership::handle(const PeerId&, const StateRequest&, Millis) { ignore(); }
+void Membership::handle(const PeerId&, const StateChunk&, Millis) { ignore(); }
+
+void Membership::run_links(Millis now) {
+  for (auto it = pending_links_.begin(); it != pending_links_.end();) {
+    if (now < it->second.deadline) {
+      ++it;
+      continue;
+    }
+    // Cancel: if the Accept was lost, the other side holds a link we do not.
+    if (const Member* m = live(it->first)) send(m->info, LinkClose{it->second.epoch});
+    it = pending_links_.erase(it);
+  }
+  // Re-sampling, one link at a time: an expired link is closed only while we
+  // hold more than target_degree; otherwise a replacement is asked for first.
+  auto expired = std::min_element(links_.begin(), links_.end(), [](const auto& a, const auto& b) {
+    return a.second.expires < b.second.expires;
+  });
+  const bool retiring = expired != links_.end() && expired->second.expires <= now;
+  if (retiring && links_.size() > static_cast<size_t>(cfg_.target_degree)) {
+    close_link(expired->first, true);
+    return;
+  }
+  const size_t want = static_cast<size_t>(cfg_.target_degree) + (retiring ? 1 : 0);
+  if (links_.size() + pending_links_.size() >= want) return;
+  std::vector<const Member*> candidates;
+  for (const auto& [id, m] : members_)
+    if (m.state == PeerState::alive && !links_.count(id) && !pending_links_.count(id))
+      candidates.push_back(&m);
+  for (size_t need = want - links_.size() - pending_links_.size(); need > 0 && !candidates.empty(); --need) {
+    const size_t pick = rng_.below(candidates.size());
+    const Member* m = candidates[pick];
+    candidates.erase(candidates.begin() + static_cast<ptrdiff_t>(pick));
+    const uint64_t epoch = rng_.next() | 1;  // random, so a restarted peer cannot reuse one
+    pending_links_[m->info.id] = {epoch, now + cfg_.link_request_timeout};
+    send(m->info, LinkRequest{epoch, degree_with(1)});
+  }
+}
+
+void Membership::open_link(const PeerInfo& peer, uint64_t epoch, uint32_t their_degree, bool ours,
+                           Millis now) {
+  links_[peer.id] = Link{peer, epoch, their_degree, ours, now, now + jittered(cfg_.link_lifetime)};
+  ++counters_.links_opened;
+  actions_.push_back(LinkUp{peer, epoch, their_degree});
+}
+
+void Membership::close_link(const PeerId& id, bool notify) {
+  auto l = links_.find(id);
+  if (l == links_.end()) return;
+  if (notify) send(l->second.peer, LinkClose{l->second.epoch});
+  actions_.push_back(LinkDown{id, l->second.epoch});
+  ++counters_.links_closed;
+  links_.erase(l);
+}
+
+// -- helpers -----------------------------------------------------------------------
+
+void Membership::send(const PeerInfo& to, Message m) {
+  actions_.push_back(SendTo{to, std::move(m)});
+  ++counters_.messages_out;
+}
+
+const Membership::Member* Membership::live(const PeerId& id) const {
+  auto it = members_.find(id);
+  return (it == members_.end() || gone(it->second.state)) ? nullptr : &it->second;
+}
+
+// Up to k distinct live members (alive ones only), chosen uniformly.
+std::vector<PeerInfo> Membership::sample(size_t k, const PeerId* exclude) {
+  std::vector<const PeerInfo*> pool;
+  for (const auto& [id, m] : members_)
+    if (m.state == PeerState::alive && (exclude == nullptr || id != *exclude)) pool.push_back(&m.info);
+  k = std::min(k, pool.size());
+  std::vector<PeerInfo> out;
+  for (size_t i = 0; i < k; ++i) {
+    std::swap(pool[i], pool[i + rng_.below(pool.size() - i)]);
+    out.push_back(*pool[i]);
+  }
+  return out;
+}
+
+Millis Membership::jittered(Millis mean) {
+  return static_cast<Millis>(static_cast<double>(mean) * (0.5 + rng_.uniform()));
+}
+
+}  // namespace murmur::gossip

@@ -1,0 +1,223 @@
+// Swarm membership as a sans-IO state machine: joining, peer sampling (Cyclon-style
+// shuffles), failure detection (SWIM: probes, indirect probes, suspicion,
+// incarnations, piggybacked updates) and symmetric neighbour links re-sampled at
+// random over time. It does no I/O and reads no clock: the driver passes every
+// message and the current time in, and carries out the actions it takes out.
+// The protocol, message by message, is in docs/membership.md.
+//
+// Threading: none. One owner thread calls every method.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "gossip/messages.h"
+#include "model/rng.h"
+
+namespace murmur::gossip {
+
+using Millis = int64_t;  // the driver's monotonic clock; only differences matter
+
+struct MembershipConfig {
+  // Failure detection (SWIM). A crashed peer is suspected about one probe period
+  // after someone probes it and declared dead suspicion_timeout later.
+  Millis probe_interval = 500;  // one probe per period, round-robin over a shuffled member list
+  Millis probe_timeout = 250;   // no Ack by then: ask indirect_probes others to probe (PingReq)
+  int indirect_probes = 3;
+  Millis suspicion_timeout = 2000;  // suspect -> dead unless refuted (incarnation bump) by then
+  int max_piggyback = 8;            // updates per Ping/Ack, in [3, kMaxPeersPerMessage]
+  int retransmit_mult = 3;          // each update is piggybacked mult * ceil(log2(n + 1)) times
+
+  // Joining and peer sampling.
+  Millis join_retry = 1000;        // Hello to every join address until a Welcome arrives
+  Millis shuffle_interval = 2000;  // exchange random samples with a random member
+  int shuffle_size = 8;
+  int welcome_size = 32;          // sample sent to a newcomer
+  size_t max_members = 1024;      // bound of the member table (live members and tombstones)
+  Millis dead_retention = 60000;  // tombstones refuse stale news and are retried to heal partitions
+  Millis rejoin_interval = 3000;  // Hello to a random dead peer's address (partition healing)
+  size_t max_relays = 64;         // pending indirect probes run for others
+
+  // Neighbour links.
+  int target_degree = 3;
+  int max_degree = 6;
+  Millis link_lifetime = 30000;        // mean; each link lives uniform [0.5, 1.5) of it
+  Millis link_request_timeout = 1000;  // a LinkRequest unanswered by then is cancelled
+};
+
+// Throws std::invalid_argument naming the first bad field.
+void validate(const MembershipConfig& cfg);
+
+// -- actions ------------------------------------------------------------------
+struct SendTo {  // to a known peer (its id authenticates the connection)
+  PeerInfo to;
+  Message msg;
+};
+struct SendToAddr {  // to a join address whose peer id is not known yet
+  std::string addr;
+  Message msg;
+};
+// A neighbour link both sides agreed on. `their_degree` is the peer's link count
+// with this link included, as it announced in the handshake.
+struct LinkUp {
+  PeerInfo peer;
+  uint64_t epoch = 0;
+  uint32_t their_degree = 0;
+};
+struct LinkDown {
+  PeerId peer{};
+  uint64_t epoch = 0;
+};
+// A peer entered `state` (new members arrive as alive), for logs and metrics.
+struct MemberEvent {
+  PeerInfo peer;
+  PeerState state = PeerState::alive;
+};
+using Action = std::variant<SendTo, SendToAddr, LinkUp, LinkDown, MemberEvent>;
+
+struct Neighbour {
+  PeerInfo peer;
+  uint64_t epoch = 0;
+  uint32_t their_degree = 0;
+};
+
+struct MembershipCounters {
+  uint64_t messages_in = 0, messages_ignored = 0, messages_out = 0;
+  uint64_t probes = 0, indirect_probes = 0, suspicions = 0, deaths = 0, refutations = 0;
+  uint64_t links_opened = 0, links_closed = 0, link_rejects = 0;
+};
+
+class Membership {
+ public:
+  // `self.incarnation` must exceed any this peer used before (a restart passes a
+  // higher one, e.g. from the wall clock), so the swarm re-admits it. `seed`
+  // drives every random choice: equal inputs give equal outputs.
+  Membership(PeerInfo self, MembershipConfig cfg, uint64_t seed);
+
+  // Sends Hello to `addr` now and every join_retry until some Welcome arrives;
+  // the addresses are kept (at most kMaxJoinAddrs) and retried whenever this
+  // peer finds itself without live members.
+  void join(const std::string& addr, Millis now);
+  // `from` is the sender as authenticated by the transport. Payload traffic may
+  // be passed too: a Payload on a link epoch that is not up is answered with
+  // LinkClose, so the other side drops a link this peer forgot (restart).
+  void on_message(const PeerId& from, const Message& m, Millis now);
+  // Runs the timers; call it at least every probe_interval / 5.
+  void tick(Millis now);
+  // Graceful exit: Bye to every live member, LinkClose to every neighbour. After
+  // this the object ignores all input.
+  void leave(Millis now);
+  std::vector<Action> take_actions();
+
+  const PeerInfo& self() const { return self_; }
+  bool joined() const { return joined_; }
+  // Live members (alive or suspect), without self, ordered by id.
+  std::vector<PeerInfo> members() const;
+  // nullopt for unknown peers (never heard of, or tombstone expired); self is alive.
+  std::optional<PeerState> state_of(const PeerId& id) const;
+  std::optional<PeerInfo> info_of(const PeerId& id) const;
+  std::vector<Neighbour> links() const;
+  size_t degree() const { return links_.size(); }
+  const MembershipCounters& counters() const { return counters_; }
+
+  static constexpr size_t kMaxJoinAddrs = 16;
+
+ private:
+  struct Member {
+    PeerInfo info;
+    PeerState state = PeerState::alive;
+    Millis since = 0;  // when it entered `state`: suspicion deadline, tombstone age
+  };
+  struct Broadcast {
+    MemberUpdate update;
+    int sent = 0;
+  };
+  struct Probe {
+    PeerId target{};
+    uint64_t seq = 0;
+    Millis started = 0;
+    bool indirect = false;
+    bool acked = false;
+  };
+  struct Relay {  // an indirect probe run on behalf of `requester`
+    uint64_t seq = 0, their_seq = 0;
+    PeerId requester{}, target{};
+    Millis deadline = 0;
+  };
+  struct Link {
+    PeerInfo peer;
+    uint64_t epoch = 0;
+    uint32_t their_degree = 0;
+    bool ours = false;  // we sent the LinkRequest
+    Millis opened = 0, expires = 0;
+  };
+  struct PendingLink {
+    uint64_t epoch = 0;
+    Millis deadline = 0;
+  };
+
+  void handle(const PeerId& from, const Hello& m, Millis now);
+  void handle(const PeerId& from, const Welcome& m, Millis now);
+  void handle(const PeerId& from, const Shuffle& m, Millis now);
+  void handle(const PeerId& from, const Ping& m, Millis now);
+  void handle(const PeerId& from, const Ack& m, Millis now);
+  void handle(const PeerId& from, const PingReq& m, Millis now);
+  void handle(const PeerId& from, const LinkRequest& m, Millis now);
+  void handle(const PeerId& from, const LinkAccept& m, Millis now);
+  void handle(const PeerId& from, const LinkReject& m, Millis now);
+  void handle(const PeerId& from, const LinkClose& m, Millis now);
+  void handle(const PeerId& from, const Payload& m, Millis now);
+  void handle(const PeerId& from, const Bye& m, Millis now);
+  void handle(const PeerId& from, const StateRequest& m, Millis now);
+  void handle(const PeerId& from, const StateChunk& m, Millis now);
+
+  // Applies a membership fact if it is newer than what we hold (SWIM order:
+  // higher incarnation wins, then alive < suspect < dead < left). `spread`
+  // queues it for piggybacking. Facts about self are refuted.
+  void apply(const MemberUpdate& u, Millis now, bool spread);
+  void merge_sample(const std::vector<PeerInfo>& sample, Millis now);
+  void refute(uint64_t incarnation);
+  std::vector<MemberUpdate> piggyback(const PeerId& to);
+  void tell_if_gone(const PeerId& id);  // a peer we hold dead contacted us: tell it so it refutes
+
+  void run_join(Millis now);
+  void run_probe(Millis now);
+  void run_suspicions(Millis now);
+  void run_links(Millis now);
+  void run_sampling(Millis now);
+
+  void open_link(const PeerInfo& peer, uint64_t epoch, uint32_t their_degree, bool ours, Millis now);
+  void close_link(const PeerId& id, bool notify);
+  uint32_t degree_with(size_t extra) const { return static_cast<uint32_t>(links_.size() + extra); }
+
+  void send(const PeerInfo& to, Message m);
+  void ignore() { ++counters_.messages_ignored; }
+  const Member* live(const PeerId& id) const;
+  std::vector<PeerInfo> sample(size_t k, const PeerId* exclude);
+  Millis jittered(Millis mean);
+
+  PeerInfo self_;
+  MembershipConfig cfg_;
+  SplitMix64 rng_;
+  std::map<PeerId, Member> members_;
+  std::map<PeerId, Broadcast> broadcasts_;
+  std::vector<std::string> join_addrs_;
+  bool joined_ = false;
+  bool leaving_ = false;
+  Millis next_join_ = 0, next_probe_ = 0, next_shuffle_ = 0, next_rejoin_ = 0;
+  std::vector<PeerId> probe_order_;
+  size_t probe_pos_ = 0;
+  uint64_t next_seq_ = 1;  // 0 marks Pings whose Ack nobody waits for
+  std::optional<Probe> probe_;
+  std::vector<Relay> relays_;
+  std::map<PeerId, Link> links_;
+  std::map<PeerId, PendingLink> pending_links_;
+  std::vector<Action> actions_;
+  MembershipCounters counters_;
+};
+
+}  // namespace murmur::gossip
