@@ -154,4 +154,16 @@ struct Delta {
   friend bool operator==(const Delta&, const Delta&) = default;
 };
 
+// A segment of a ring all-reduce (the `allreduce` and `diloco` baselines),
+// also carried as Payload bytes, on the reserved link epoch kRingEpoch.
+struct RingSegment {
+  uint64_t op = 0;    // which all-reduce: counts from 0 on every member alike
+  uint32_t step = 0;  // 0 .. 2(P-1)-1
+  std::vector<uint8_t> codec_payload;
+  friend bool operator==(const RingSegment&, const RingSegment&) = default;
+};
+inline constexpr uint64_t kRingEpoch = ~uint64_t{0};
+
+using TrainMessage = std::variant<Delta, RingSegment>;
+
 }  // namespace murmur::gossip
