@@ -50,6 +50,8 @@ std::vector<std::string> toml_to_flags(const std::string& file) {
 
 std::vector<std::string> expand_config_args(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc), rest, from_files;
+  // The launchers hand their run file to the peers they start, untouched.
+  if (args.size() > 1 && args[1] == "swarm") return args;
   rest.push_back(args[0]);
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];

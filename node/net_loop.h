@@ -1,0 +1,53 @@
+// A peer's network thread: drives the membership state machine over the
+// encrypted transport, hands link events and training messages to the
+// training thread (PeerMailbox) and sends what it queued, logs membership
+// events, and prints a status line.
+//
+// Threading: run() owns the transport and the membership; call it on one
+// thread. Everything else talks to it through the mailbox.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "gossip/membership.h"
+#include "node/jsonl_log.h"
+#include "node/peer_mailbox.h"
+#include "node/transport.h"
+
+namespace murmur {
+
+struct NetLoopOptions {
+  std::vector<std::string> join;  // KEY@HOST:PORT
+  gossip::MembershipConfig membership;
+  double status_every_s = 5.0;  // 0 = no status line
+  bool quiet = false;
+};
+
+class NetLoop {
+ public:
+  // `self` carries the advertised address and this start's incarnation.
+  NetLoop(Transport& transport, gossip::PeerInfo self, NetLoopOptions opt, PeerMailbox& mailbox,
+          JsonlLog* log, uint64_t seed);
+  // Runs until mailbox.stop(); then leaves the swarm gracefully (Bye, LinkClose)
+  // and flushes what is queued for a short while.
+  void run();
+
+ private:
+  void handle(const Incoming& in, gossip::Millis now);
+  void carry_out(gossip::Millis now);
+  void publish(double elapsed_s);
+  gossip::Millis now_ms() const;
+
+  Transport& transport_;
+  gossip::Membership membership_;
+  NetLoopOptions opt_;
+  PeerMailbox& mailbox_;
+  JsonlLog* log_;
+  std::chrono::steady_clock::time_point t0_;
+  uint64_t payload_bytes_sent_ = 0;
+};
+
+}  // namespace murmur

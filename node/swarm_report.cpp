@@ -1,0 +1,103 @@
+#include "node/swarm_report.h"
+
+#include <cstdio>
+#include <fstream>
+
+#include "model/atomic_file.h"
+
+namespace murmur {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// The last complete line of a JSONL file that parses and has `key` (files are
+// appended to while we read; a torn last line is skipped).
+json last_event_with(const fs::path& log, const char* key) {
+  std::ifstream f(log);
+  std::string line;
+  json last;
+  while (std::getline(f, line)) {
+    const json e = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (e.is_object() && e.contains(key)) last = e;
+  }
+  return last;
+}
+
+std::string fmt(const json& v, const char* format, double scale = 1.0) {
+  if (!v.is_number()) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v.get<double>() * scale);
+  return buf;
+}
+
+}  // namespace
+
+std::string progress_line(const std::vector<fs::path>& peer_dirs, double elapsed_s) {
+  char head[32];
+  std::snprintf(head, sizeof head, "[%6.0fs]", elapsed_s);
+  std::string line = head;
+  for (size_t i = 0; i < peer_dirs.size(); ++i) {
+    const json e = last_event_with(peer_dirs[i] / "log.jsonl", "round");
+    line += " | p" + std::to_string(i) + " ";
+    line += e.is_null() ? std::string("starting")
+                        : "r" + e.value("round", json()).dump() + " s" + e.value("step", json()).dump() +
+                              " " + fmt(e.value("loss", json()), "%.3f");
+  }
+  return line;
+}
+
+json write_summary(const std::vector<fs::path>& peer_dirs, const fs::path& path, const std::string& algo) {
+  json peers = json::array();
+  double sum_val = 0, sum_train = 0, sum_sent = 0, sum_wait = 0;
+  int n_val = 0, n = 0;
+  for (size_t i = 0; i < peer_dirs.size(); ++i) {
+    json s;
+    std::ifstream f(peer_dirs[i] / "summary.json");
+    if (f) s = json::parse(f, nullptr, /*allow_exceptions=*/false);
+    if (!s.is_object()) s = {{"status", "failed: no summary.json"}};
+    s["peer"] = i;
+    s["dir"] = peer_dirs[i].string();
+    if (s.contains("final_train_loss") && s["final_train_loss"].is_number()) {
+      ++n;
+      sum_train += s["final_train_loss"].get<double>();
+      sum_sent += s.value("bytes_sent", 0.0);
+      sum_wait += s.value("wait_s", 0.0);
+      if (s.contains("final_val_loss") && s["final_val_loss"].is_number()) {
+        ++n_val;
+        sum_val += s["final_val_loss"].get<double>();
+      }
+    }
+    peers.push_back(s);
+  }
+  json mean = json::object();
+  if (n > 0) {
+    mean["final_train_loss"] = sum_train / n;
+    mean["bytes_sent"] = sum_sent / n;
+    mean["wait_s"] = sum_wait / n;
+  }
+  if (n_val > 0) mean["final_val_loss"] = sum_val / n_val;
+  json out = {{"algo", algo}, {"peers", peers}, {"mean", mean}};
+  write_text_atomic(path, out.dump(2) + "\n");
+  return out;
+}
+
+std::string summary_table(const json& summary) {
+  std::string t = "peer  status     rounds  steps    train   val      MB sent  MB recv  wait s\n";
+  for (const auto& p : summary["peers"]) {
+    char row[256];
+    std::snprintf(row, sizeof row, "%-5s %-10s %-7s %-8s %-7s %-8s %-8s %-8s %s\n", p["peer"].dump().c_str(),
+                  p.value("status", std::string("?")).substr(0, 10).c_str(),
+                  p.value("rounds", json()).dump().c_str(), p.value("steps", json()).dump().c_str(),
+                  fmt(p.value("final_train_loss", json()), "%.4f").c_str(),
+                  fmt(p.value("final_val_loss", json()), "%.4f").c_str(),
+                  fmt(p.value("bytes_sent", json()), "%.2f", 1e-6).c_str(),
+                  fmt(p.value("bytes_received", json()), "%.2f", 1e-6).c_str(),
+                  fmt(p.value("wait_s", json()), "%.1f").c_str());
+    t += row;
+  }
+  return t;
+}
+
+}  // namespace murmur

@@ -1,0 +1,22 @@
+// Progress and summaries of a set of local peers, read from their run
+// directories (log.jsonl, summary.json): shared by `murmur swarm` and
+// `murmur netem run`.
+#pragma once
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace murmur {
+
+// One line: elapsed time, then per peer its round, step and last loss.
+std::string progress_line(const std::vector<std::filesystem::path>& peer_dirs, double elapsed_s);
+// Collects every peer's summary.json (a peer without one is listed as failed)
+// into {"algo", "peers": [...], "mean": {...}}, written atomically to `path`.
+nlohmann::json write_summary(const std::vector<std::filesystem::path>& peer_dirs,
+                             const std::filesystem::path& path, const std::string& algo);
+// The summary as an aligned text table for the terminal.
+std::string summary_table(const nlohmann::json& summary);
+
+}  // namespace murmur
