@@ -8,6 +8,14 @@ find_package(spdlog REQUIRED)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 pkg_check_modules(ICU REQUIRED IMPORTED_TARGET icu-uc)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
+# libzmq >= 4.3.3 (CVE-2019-13132, CVE-2020-15166); cppzmq is header-only and comes with it.
+pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET libzmq>=4.3.3)
+find_path(CPPZMQ_INCLUDE zmq.hpp REQUIRED)
+# msgpack-cxx is header-only; MSGPACK_NO_BOOST keeps Boost out of its headers.
+find_path(MSGPACK_INCLUDE msgpack.hpp REQUIRED)
+add_library(murmur_msgpack INTERFACE)
+target_include_directories(murmur_msgpack SYSTEM INTERFACE ${MSGPACK_INCLUDE} ${CPPZMQ_INCLUDE})
+target_compile_definitions(murmur_msgpack INTERFACE MSGPACK_NO_BOOST)
 
 # OpenBLAS, OpenMP flavour: inside our own OpenMP regions it runs single-threaded
 # instead of oversubscribing, and its results are deterministic for a fixed

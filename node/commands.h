@@ -7,12 +7,14 @@
 
 namespace murmur::cli {
 
-void add_data_command(CLI::App& app);      // murmur data prepare
-void add_train_command(CLI::App& app);     // murmur train
-void add_eval_command(CLI::App& app);      // murmur eval
-void add_bench_model(CLI::App& bench);     // murmur bench model
-void add_bench_compress(CLI::App& bench);  // murmur bench compress
-void add_netem_command(CLI::App& app);     // murmur netem relay
-void add_bench_netem(CLI::App& bench);     // murmur bench netem
+void add_data_command(CLI::App& app);       // murmur data prepare
+void add_train_command(CLI::App& app);      // murmur train
+void add_eval_command(CLI::App& app);       // murmur eval
+void add_bench_model(CLI::App& bench);      // murmur bench model
+void add_bench_compress(CLI::App& bench);   // murmur bench compress
+void add_netem_command(CLI::App& app);      // murmur netem relay
+void add_bench_netem(CLI::App& bench);      // murmur bench netem
+void add_keygen_command(CLI::App& app);     // murmur keygen
+void add_bench_transport(CLI::App& bench);  // murmur bench transport
 
 }  // namespace murmur::cli

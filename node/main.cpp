@@ -32,11 +32,13 @@ int main(int argc, char** argv) {
   murmur::cli::add_train_command(app);
   murmur::cli::add_eval_command(app);
   murmur::cli::add_netem_command(app);
+  murmur::cli::add_keygen_command(app);
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks printing machine-readable JSON");
   bench->require_subcommand(1);
   murmur::cli::add_bench_model(*bench);
   murmur::cli::add_bench_compress(*bench);
   murmur::cli::add_bench_netem(*bench);
+  murmur::cli::add_bench_transport(*bench);
   try {
     std::vector<std::string> args = murmur::cli::expand_config_args(argc, argv);
     std::reverse(args.begin(), args.end());

@@ -1,0 +1,379 @@
+#include "node/protocol.h"
+
+#include <array>
+#include <cstring>
+#include <msgpack.hpp>
+#include <new>
+#include <stdexcept>
+#include <variant>
+
+namespace murmur::node {
+
+namespace g = murmur::gossip;
+
+namespace {
+
+constexpr size_t kTypes = std::variant_size_v<g::Message>;
+static_assert(kTypes == 14, "a new message needs its wire layout below and in docs/protocol.md");
+
+constexpr std::array<const char*, kTypes> kNames = {
+    "Hello",      "Welcome",    "Shuffle",   "Ping",    "Ack",          "PingReq",    "LinkRequest",
+    "LinkAccept", "LinkReject", "LinkClose", "Payload", "StateRequest", "StateChunk", "Bye"};
+// Envelope array length per type: version, type, then the fields.
+constexpr std::array<uint32_t, kTypes> kArrayLen = {3, 4, 4, 4, 5, 4, 4, 4, 3, 3, 7, 4, 7, 3};
+constexpr uint32_t kDeltaArrayLen = 6;
+
+// A PeerInfo is [id, addr, incarnation]; a MemberUpdate flattens its PeerInfo and
+// appends the state, [id, addr, incarnation, state], so the deepest nesting is 3
+// (envelope > sample list > peer) and the depth limit bounds the allocation a
+// frame of nested array headers can request.
+constexpr uint32_t kPeerLen = 3, kUpdateLen = 4;
+constexpr uint32_t kMaxDepth = 3;
+
+// ------------------------------------------------------------------ encoding
+
+struct VecBuffer {
+  std::vector<uint8_t>& out;
+  void write(const char* p, size_t n) {  // resize + memcpy: GCC 12 misreads insert() at -O3
+    const size_t at = out.size();
+    out.resize(at + n);
+    if (n != 0) std::memcpy(out.data() + at, p, n);
+  }
+};
+using Packer = msgpack::packer<VecBuffer>;
+
+void put_bin(Packer& p, std::span<const uint8_t> b) {
+  p.pack_bin(uint32_t(b.size()));
+  p.pack_bin_body(reinterpret_cast<const char*>(b.data()), uint32_t(b.size()));
+}
+void put_peer_fields(Packer& p, const g::PeerInfo& x) {
+  put_bin(p, x.id);
+  p.pack_str(uint32_t(x.addr.size()));
+  p.pack_str_body(x.addr.data(), uint32_t(x.addr.size()));
+  p.pack_uint64(x.incarnation);
+}
+void put(Packer& p, const g::PeerInfo& x) {
+  p.pack_array(kPeerLen);
+  put_peer_fields(p, x);
+}
+void put(Packer& p, const g::MemberUpdate& x) {
+  p.pack_array(kUpdateLen);
+  put_peer_fields(p, x.peer);
+  p.pack_uint8(uint8_t(x.state));
+}
+template <class T>
+void put(Packer& p, const std::vector<T>& xs) {
+  p.pack_array(uint32_t(xs.size()));
+  for (const T& x : xs) put(p, x);
+}
+void put(Packer& p, bool b) { b ? p.pack_true() : p.pack_false(); }
+void put(Packer& p, uint64_t v) { p.pack_uint64(v); }
+void put(Packer& p, uint32_t v) { p.pack_uint32(v); }
+void put(Packer& p, const std::vector<uint8_t>& b) { put_bin(p, b); }
+void put(Packer& p, const std::array<uint8_t, 32>& b) { put_bin(p, b); }
+
+template <class... F>
+void put_all(Packer& p, const F&... f) {
+  (put(p, f), ...);
+}
+
+void body(Packer& p, const g::Hello& m) { put_all(p, m.self); }
+void body(Packer& p, const g::Welcome& m) { put_all(p, m.self, m.sample); }
+void body(Packer& p, const g::Shuffle& m) { put_all(p, m.sample, m.reply); }
+void body(Packer& p, const g::Ping& m) { put_all(p, m.seq, m.updates); }
+void body(Packer& p, const g::Ack& m) { put_all(p, m.seq, m.target, m.updates); }
+void body(Packer& p, const g::PingReq& m) { put_all(p, m.seq, m.target); }
+void body(Packer& p, const g::LinkRequest& m) { put_all(p, m.link_epoch, m.degree); }
+void body(Packer& p, const g::LinkAccept& m) { put_all(p, m.link_epoch, m.degree); }
+void body(Packer& p, const g::LinkReject& m) { put_all(p, m.link_epoch); }
+void body(Packer& p, const g::LinkClose& m) { put_all(p, m.link_epoch); }
+void body(Packer& p, const g::Payload& m) {
+  put_all(p, m.link_epoch, m.seq, m.chunk, m.chunk_count, m.bytes);
+}
+void body(Packer& p, const g::StateRequest& m) { put_all(p, m.transfer_id, m.offset); }
+void body(Packer& p, const g::StateChunk& m) {
+  put_all(p, m.transfer_id, m.total_size, m.offset, m.sha256, m.bytes);
+}
+void body(Packer& p, const g::Bye& m) { put_all(p, m.incarnation); }
+
+// ------------------------------------------------------------------ decoding
+
+struct Reject {
+  std::string why;
+};
+
+// Reads the fields of one msgpack array in order, checking each one's type and bound.
+class Fields {
+ public:
+  Fields(const msgpack::object_array& array, uint32_t first) : o_(array), i_(first) {}
+
+  const msgpack::object& next(const char* field) {
+    if (i_ >= o_.size) throw Reject{std::string("missing field ") + field};
+    return o_.ptr[i_++];
+  }
+  uint64_t u64(const char* field) {
+    const msgpack::object& x = next(field);
+    if (x.type != msgpack::type::POSITIVE_INTEGER)
+      throw Reject{std::string(field) + ": not an unsigned integer"};
+    return x.via.u64;
+  }
+  uint32_t u32(const char* field, uint64_t max = UINT32_MAX) {
+    const uint64_t v = u64(field);
+    if (v > max)
+      throw Reject{std::string(field) + ": " + std::to_string(v) + " exceeds " + std::to_string(max)};
+    return uint32_t(v);
+  }
+  bool boolean(const char* field) {
+    const msgpack::object& x = next(field);
+    if (x.type != msgpack::type::BOOLEAN) throw Reject{std::string(field) + ": not a boolean"};
+    return x.via.boolean;
+  }
+  std::span<const uint8_t> bin(const char* field, size_t max) {
+    const msgpack::object& x = next(field);
+    if (x.type != msgpack::type::BIN) throw Reject{std::string(field) + ": not binary"};
+    if (x.via.bin.size > max) {
+      throw Reject{std::string(field) + ": " + std::to_string(x.via.bin.size) + " bytes exceed " +
+                   std::to_string(max)};
+    }
+    return {reinterpret_cast<const uint8_t*>(x.via.bin.ptr), x.via.bin.size};
+  }
+  std::array<uint8_t, 32> key(const char* field) {
+    const auto b = bin(field, SIZE_MAX);
+    if (b.size() != 32)
+      throw Reject{std::string(field) + ": must be 32 bytes, got " + std::to_string(b.size())};
+    std::array<uint8_t, 32> k;
+    std::copy(b.begin(), b.end(), k.begin());
+    return k;
+  }
+  std::string str(const char* field, size_t max) {
+    const msgpack::object& x = next(field);
+    if (x.type != msgpack::type::STR) throw Reject{std::string(field) + ": not a string"};
+    if (x.via.str.size > max) throw Reject{std::string(field) + ": longer than " + std::to_string(max)};
+    return std::string(x.via.str.ptr, x.via.str.size);
+  }
+  // A nested array of exactly `len` (or, with len == 0, at most `max`) elements.
+  const msgpack::object_array& array(const char* field, uint32_t len, uint32_t max) {
+    const msgpack::object& x = next(field);
+    if (x.type != msgpack::type::ARRAY) throw Reject{std::string(field) + ": not an array"};
+    const uint32_t n = x.via.array.size;
+    if (len != 0 ? n != len : n > max) {
+      throw Reject{std::string(field) + ": " + std::to_string(n) + " elements, expected " +
+                   (len != 0 ? std::to_string(len) : "at most " + std::to_string(max))};
+    }
+    return x.via.array;
+  }
+
+ private:
+  const msgpack::object_array& o_;
+  uint32_t i_;
+};
+
+void read_peer_fields(Fields& f, g::PeerInfo& x) {
+  x.id = f.key("peer.id");
+  x.addr = f.str("peer.addr", g::kMaxAddrLen);
+  x.incarnation = f.u64("peer.incarnation");
+}
+g::PeerInfo read_peer(Fields& f) {
+  Fields pf(f.array("peer", kPeerLen, kPeerLen), 0);
+  g::PeerInfo x;
+  read_peer_fields(pf, x);
+  return x;
+}
+std::vector<g::PeerInfo> read_peers(Fields& f) {
+  const msgpack::object_array& a = f.array("sample", 0, g::kMaxPeersPerMessage);
+  std::vector<g::PeerInfo> out(a.size);
+  for (uint32_t i = 0; i < a.size; ++i) {
+    if (a.ptr[i].type != msgpack::type::ARRAY || a.ptr[i].via.array.size != kPeerLen) {
+      throw Reject{"sample: element " + std::to_string(i) + " is not a [id, addr, incarnation] array"};
+    }
+    Fields pf(a.ptr[i].via.array, 0);
+    read_peer_fields(pf, out[i]);
+  }
+  return out;
+}
+std::vector<g::MemberUpdate> read_updates(Fields& f) {
+  const msgpack::object_array& a = f.array("updates", 0, g::kMaxPeersPerMessage);
+  std::vector<g::MemberUpdate> out(a.size);
+  for (uint32_t i = 0; i < a.size; ++i) {
+    if (a.ptr[i].type != msgpack::type::ARRAY || a.ptr[i].via.array.size != kUpdateLen) {
+      throw Reject{"updates: element " + std::to_string(i) +
+                   " is not an [id, addr, incarnation, state] array"};
+    }
+    Fields uf(a.ptr[i].via.array, 0);
+    read_peer_fields(uf, out[i].peer);
+    out[i].state = g::PeerState(uf.u32("update.state", uint32_t(g::PeerState::left)));
+  }
+  return out;
+}
+std::vector<uint8_t> read_bytes(Fields& f, size_t max) {
+  const auto b = f.bin("bytes", max);
+  return {b.begin(), b.end()};
+}
+
+void read(Fields& f, g::Hello& m) { m.self = read_peer(f); }
+void read(Fields& f, g::Welcome& m) {
+  m.self = read_peer(f);
+  m.sample = read_peers(f);
+}
+void read(Fields& f, g::Shuffle& m) {
+  m.sample = read_peers(f);
+  m.reply = f.boolean("reply");
+}
+void read(Fields& f, g::Ping& m) {
+  m.seq = f.u64("seq");
+  m.updates = read_updates(f);
+}
+void read(Fields& f, g::Ack& m) {
+  m.seq = f.u64("seq");
+  m.target = f.key("target");
+  m.updates = read_updates(f);
+}
+void read(Fields& f, g::PingReq& m) {
+  m.seq = f.u64("seq");
+  m.target = read_peer(f);
+}
+template <class Link>
+void read_link(Fields& f, Link& m) {
+  m.link_epoch = f.u64("link_epoch");
+  if constexpr (requires { m.degree; }) m.degree = f.u32("degree");
+}
+void read(Fields& f, g::LinkRequest& m) { read_link(f, m); }
+void read(Fields& f, g::LinkAccept& m) { read_link(f, m); }
+void read(Fields& f, g::LinkReject& m) { read_link(f, m); }
+void read(Fields& f, g::LinkClose& m) { read_link(f, m); }
+void read(Fields& f, g::Payload& m) {
+  m.link_epoch = f.u64("link_epoch");
+  m.seq = f.u64("seq");
+  m.chunk = f.u32("chunk");
+  m.chunk_count = f.u32("chunk_count");
+  if (m.chunk_count == 0 || m.chunk >= m.chunk_count) {
+    throw Reject{"chunk " + std::to_string(m.chunk) + " not below chunk_count " +
+                 std::to_string(m.chunk_count)};
+  }
+  m.bytes = read_bytes(f, g::kMaxChunkBytes);
+}
+void read(Fields& f, g::StateRequest& m) {
+  m.transfer_id = f.u64("transfer_id");
+  m.offset = f.u64("offset");
+}
+void read(Fields& f, g::StateChunk& m) {
+  m.transfer_id = f.u64("transfer_id");
+  m.total_size = f.u64("total_size");
+  m.offset = f.u64("offset");
+  m.sha256 = f.key("sha256");
+  m.bytes = read_bytes(f, g::kMaxChunkBytes);
+  if (m.offset > m.total_size || m.bytes.size() > m.total_size - m.offset) {
+    throw Reject{"state chunk [offset, offset + bytes) exceeds total_size"};
+  }
+}
+void read(Fields& f, g::Bye& m) { m.incarnation = f.u64("incarnation"); }
+
+template <size_t I = 0>
+g::Message read_message(uint64_t type, Fields& f) {
+  if constexpr (I < kTypes) {
+    if (type != I) return read_message<I + 1>(type, f);
+    std::variant_alternative_t<I, g::Message> m;
+    read(f, m);
+    return m;
+  } else {
+    throw Reject{"unknown message type " + std::to_string(type)};
+  }
+}
+
+// Bins are referenced in place (not copied into the msgpack zone): each reader
+// checks its bin's size itself, then copies it out before `frame` goes away.
+bool reference_bins(msgpack::type::object_type t, size_t, void*) { return t == msgpack::type::BIN; }
+
+// Unpacks one envelope under `limit`, checks version, type and array length, and
+// runs `body` on its fields; any failure becomes the error string.
+template <class T, class Body>
+Decoded<T> decode_envelope(std::span<const uint8_t> frame, const msgpack::unpack_limit& limit, Body&& body) {
+  Decoded<T> r;
+  try {
+    size_t off = 0;
+    const msgpack::object_handle oh = msgpack::unpack(reinterpret_cast<const char*>(frame.data()),
+                                                      frame.size(), off, reference_bins, nullptr, limit);
+    if (off != frame.size()) throw Reject{"trailing bytes after the message"};
+    const msgpack::object& o = oh.get();
+    if (o.type != msgpack::type::ARRAY || o.via.array.size < 2) throw Reject{"not an envelope array"};
+    Fields f(o.via.array, 0);
+    const uint64_t version = f.u64("version");
+    if (version != g::kProtocolVersion) throw Reject{"unknown protocol version " + std::to_string(version)};
+    const uint64_t type = f.u64("type");
+    r.value = body(type, o.via.array.size, f);
+  } catch (const Reject& e) {
+    r.error = e.why;
+  } catch (const msgpack::insufficient_bytes&) {
+    r.error = "truncated";
+  } catch (const msgpack::unpack_error& e) {
+    r.error = std::string("malformed msgpack: ") + e.what();
+  } catch (const msgpack::type_error&) {
+    r.error = "msgpack type error";
+  } catch (const std::bad_alloc&) {
+    r.error = "out of memory while decoding";
+  }
+  return r;
+}
+
+void check_length(uint32_t got, uint32_t want, const char* name) {
+  if (got != want) {
+    throw Reject{std::string(name) + ": " + std::to_string(got - 2) + " fields, expected " +
+                 std::to_string(want - 2)};
+  }
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode(const g::Message& m) {
+  std::vector<uint8_t> out;
+  VecBuffer buf{out};
+  Packer p(buf);
+  p.pack_array(kArrayLen[m.index()]);
+  p.pack_uint32(g::kProtocolVersion);
+  p.pack_uint32(uint32_t(m.index()));
+  std::visit([&](const auto& x) { body(p, x); }, m);
+  return out;
+}
+
+DecodeResult decode(std::span<const uint8_t> frame) {
+  // Sized to the protocol: no maps or exts, the longest array a peer list, the
+  // largest bin one chunk (see PITFALLS.md: the defaults allow 96 GiB from 5 bytes).
+  static const msgpack::unpack_limit limit(/*array=*/g::kMaxPeersPerMessage, /*map=*/0,
+                                           /*str=*/g::kMaxAddrLen,
+                                           /*bin=*/g::kMaxChunkBytes, /*ext=*/0, /*depth=*/kMaxDepth);
+  return decode_envelope<g::Message>(frame, limit, [](uint64_t type, uint32_t len, Fields& f) {
+    if (type >= kTypes) throw Reject{"unknown message type " + std::to_string(type)};
+    check_length(len, kArrayLen[type], kNames[type]);
+    return read_message(type, f);
+  });
+}
+
+std::vector<uint8_t> encode_delta(const g::Delta& d) {
+  std::vector<uint8_t> out;
+  out.reserve(d.codec_payload.size() + 64);
+  VecBuffer buf{out};
+  Packer p(buf);
+  p.pack_array(kDeltaArrayLen);
+  p.pack_uint32(g::kProtocolVersion);
+  p.pack_uint32(kDeltaType);
+  put_all(p, d.round, d.degree, d.snapshot, d.codec_payload);
+  return out;
+}
+
+Decoded<g::Delta> decode_delta(std::span<const uint8_t> bytes) {
+  static const msgpack::unpack_limit limit(kDeltaArrayLen, 0, 0, UINT32_MAX, 0, 1);
+  return decode_envelope<g::Delta>(bytes, limit, [&](uint64_t type, uint32_t len, Fields& f) {
+    if (type != kDeltaType) throw Reject{"not a delta (type " + std::to_string(type) + ")"};
+    check_length(len, kDeltaArrayLen, "Delta");
+    g::Delta d;
+    d.round = f.u64("round");
+    d.degree = f.u32("degree");
+    d.snapshot = f.boolean("snapshot");
+    d.codec_payload = read_bytes(f, bytes.size());
+    return d;
+  });
+}
+
+const char* message_name(const g::Message& m) { return kNames[m.index()]; }
+
+}  // namespace murmur::node

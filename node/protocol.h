@@ -1,0 +1,45 @@
+// The wire codec for gossip/messages.h: msgpack, one message per ZeroMQ frame.
+// docs/protocol.md documents every field.
+//
+// Envelope: a msgpack array [protocol version, message type, fields...], the
+// fields flattened in the order of the struct. Decoding treats its input as
+// hostile: explicit msgpack size limits, every field's type and bound checked,
+// trailing bytes rejected; it never throws and never crashes, and a rejection
+// carries a short reason for counters and logs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gossip/messages.h"
+
+namespace murmur::node {
+
+// Message type = the index of the alternative in gossip::Message (Hello = 0 ...
+// Bye = 13); the training layer's Delta, carried inside Payloads, is type 100.
+inline constexpr uint32_t kDeltaType = 100;
+// Envelope and fixed fields of a Payload or StateChunk frame beyond its bytes.
+inline constexpr size_t kMaxFrameOverhead = 128;
+
+template <class T>
+struct Decoded {
+  std::optional<T> value;
+  std::string error;  // empty when value is set
+  explicit operator bool() const { return value.has_value(); }
+};
+using DecodeResult = Decoded<gossip::Message>;
+
+std::vector<uint8_t> encode(const gossip::Message& m);
+DecodeResult decode(std::span<const uint8_t> frame);
+
+// A Delta may be as large as the reassembled payload that carries it.
+std::vector<uint8_t> encode_delta(const gossip::Delta& d);
+Decoded<gossip::Delta> decode_delta(std::span<const uint8_t> bytes);
+
+// "Hello", "Payload", ...: for logs.
+const char* message_name(const gossip::Message& m);
+
+}  // namespace murmur::node

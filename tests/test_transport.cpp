@@ -1,0 +1,243 @@
+// Keys on disk, the allow-list, and the CurveZMQ transport over real sockets on
+// 127.0.0.1: control messages, a 50 MB chunked payload overtaken by a probe,
+// strangers refused (with the ZAP handler, and fail-closed without one), oversize,
+// malformed and spoofed frames dropped and counted.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <zmq.hpp>
+
+#include "gossip/peer_id.h"
+#include "node/keys.h"
+#include "node/protocol.h"
+#include "node/transport.h"
+#include "tests/test_util.h"
+
+namespace murmur::node {
+namespace {
+
+namespace g = murmur::gossip;
+using namespace std::chrono_literals;
+
+TEST(Keys, WriteLoadAndRefuseToOverwrite) {
+  test::TempDir dir;
+  const Keys k = generate_keys();
+  write_keys(dir / "k", k);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "k" / "peer.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const Keys back = load_keys(dir / "k");
+  EXPECT_EQ(back.public_z85, k.public_z85);
+  EXPECT_EQ(back.secret_z85, k.secret_z85);
+  EXPECT_EQ(back.id, k.id);
+  EXPECT_THROW(write_keys(dir / "k", generate_keys()), std::runtime_error);
+  EXPECT_EQ(load_keys(dir / "k").public_z85, k.public_z85);  // untouched
+  // A public key that is not the secret key's.
+  std::filesystem::remove(dir / "k" / "peer.pub");
+  std::ofstream(dir / "k" / "peer.pub") << generate_keys().public_z85 << "\n";
+  EXPECT_THROW(load_keys(dir / "k"), std::runtime_error);
+  EXPECT_THROW(load_keys(dir / "missing"), std::runtime_error);
+}
+
+// A key whose Z85 text holds `c` (Z85 uses '#', '@' and ':').
+Keys key_containing(char c) {
+  for (;;) {
+    Keys k = generate_keys();
+    if (k.public_z85.find(c) != std::string::npos) return k;
+  }
+}
+
+TEST(Keys, AllowListParsesAndNamesTheBadLine) {
+  const Keys a = key_containing('#'), b = generate_keys();
+  const auto keys =
+      parse_allow_list("# swarm\n\n" + a.public_z85 + "  # first\n  " + b.public_z85 + "\n", "f");
+  EXPECT_EQ(keys, (std::set<g::PeerId>{a.id, b.id}));
+  try {
+    parse_allow_list(a.public_z85 + "\n#\nnot-a-key\n", "allow.txt");
+    FAIL() << "accepted a malformed line";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("allow.txt:3:"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Transport, JoinAddress) {
+  const Keys k = key_containing('@');
+  const g::PeerInfo p = parse_join_address(k.public_z85 + "@127.0.0.1:7000");
+  EXPECT_EQ(p.id, k.id);
+  EXPECT_EQ(p.addr, "tcp://127.0.0.1:7000");
+  for (const std::string& bad : std::vector<std::string>{
+           "127.0.0.1:7000", "abc@127.0.0.1:7000", k.public_z85 + "@127.0.0.1", k.public_z85 + "@:7000",
+           k.public_z85 + "@h:0", k.public_z85 + "@h:70000", k.public_z85 + "@h:7x"}) {
+    EXPECT_THROW(parse_join_address(bad), std::invalid_argument) << bad;
+  }
+}
+
+TransportConfig config_for(const Keys& k, std::set<g::PeerId> allowed) {
+  TransportConfig c;
+  c.keys = k;
+  c.admission.allowed = std::move(allowed);
+  c.linger_ms = 0;
+  return c;
+}
+
+g::PeerInfo info(const Transport& t) { return {t.id(), t.endpoint(), 0}; }
+
+// Drives several transports from this one thread until `done` or a deadline.
+template <class Done>
+std::vector<Incoming> pump_until(std::vector<Transport*> ts, Transport& receiver, Done&& done,
+                                 std::chrono::milliseconds limit = 10s) {
+  std::vector<Incoming> got;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done(got) && std::chrono::steady_clock::now() < deadline) {
+    for (Transport* t : ts) {
+      auto in = t->poll(1ms);
+      if (t == &receiver) std::move(in.begin(), in.end(), std::back_inserter(got));
+    }
+  }
+  return got;
+}
+
+struct Pair {
+  Keys ka = generate_keys(), kb = generate_keys();
+  Transport a{config_for(ka, {kb.id})}, b{config_for(kb, {ka.id})};
+};
+
+TEST(Transport, ControlMessagesBothWays) {
+  Pair p;
+  EXPECT_NE(p.b.endpoint().find("tcp://127.0.0.1:"), std::string::npos);
+  // A joins B through B's join address; B answers on A's advertised address.
+  p.a.send_to_addr(p.kb.public_z85 + "@" + p.b.endpoint().substr(6), g::Hello{info(p.a)});
+  auto got = pump_until({&p.a, &p.b}, p.b, [](auto& v) { return !v.empty(); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].from, p.ka.id);
+  EXPECT_EQ(got[0].msg, g::Message(g::Hello{info(p.a)}));
+  p.b.send(info(p.a), g::Welcome{info(p.b), {info(p.a)}});
+  p.b.send(info(p.a), g::Ping{5, {}});
+  got = pump_until({&p.a, &p.b}, p.a, [](auto& v) { return v.size() == 2; });
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].from, p.kb.id);
+  EXPECT_EQ(got[1].msg, g::Message(g::Ping{5, {}}));
+  EXPECT_EQ(p.b.counters().peers.at(p.ka.id).messages_in, 1u);
+  EXPECT_GT(p.a.counters().total.bytes_in, 0u);
+}
+
+TEST(Transport, FiftyMegabytePayloadWithAProbeOvertakingIt) {
+  Pair p;
+  std::vector<uint8_t> big(50'000'000);
+  std::mt19937_64 rng(1);
+  for (size_t i = 0; i < big.size(); i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(big.data() + i, &v, std::min<size_t>(8, big.size() - i));
+  }
+  ASSERT_TRUE(p.a.send_payload(info(p.b), 3, 7, big));
+  // Once a few MB are across, a probe: it must arrive before the payload completes.
+  pump_until({&p.a, &p.b}, p.b, [&](auto&) { return p.b.counters().total.bytes_in > 4'000'000; });
+  ASSERT_GT(p.b.counters().total.bytes_in, 4'000'000u);
+  p.a.send(info(p.b), g::Ping{99, {}});
+  auto got = pump_until(
+      {&p.a, &p.b}, p.b, [](auto& v) { return v.size() == 2; }, 60s);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].msg, g::Message(g::Ping{99, {}}));
+  const auto* payload = std::get_if<g::Payload>(&got[1].msg);
+  ASSERT_NE(payload, nullptr);
+  EXPECT_EQ(payload->link_epoch, 3u);
+  EXPECT_EQ(payload->seq, 7u);
+  EXPECT_EQ(payload->chunk_count, 1u);
+  EXPECT_TRUE(payload->bytes == big);
+  EXPECT_EQ(p.a.queued_payloads(p.kb.id), 0u);
+  EXPECT_TRUE(p.b.counters().total.rejected.empty());
+}
+
+TEST(Transport, StrangerIsRefusedByTheZapHandler) {
+  Pair p;
+  const Keys kc = generate_keys();
+  Transport c(config_for(kc, {p.kb.id}));
+  c.send(info(p.b), g::Hello{info(c)});
+  p.a.send(info(p.b), g::Bye{1});
+  auto got =
+      pump_until({&p.a, &p.b, &c}, p.b, [&](auto& v) { return !v.empty() && p.b.counters().zap_denied > 0; });
+  pump_until(
+      {&p.a, &p.b, &c}, p.b, [](auto&) { return false; }, 300ms);  // give C time to retry
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].from, p.ka.id);
+  EXPECT_GE(p.b.counters().zap_denied, 1u);
+  EXPECT_EQ(p.b.counters().peers.count(kc.id), 0u);
+}
+
+// A CURVE ROUTER set up as the transport's, in a context where no ZAP handler
+// runs, refuses every client; the same ROUTER without the enforced domain admits
+// a stranger (why the option matters).
+TEST(Transport, FailsClosedWithoutZapHandler) {
+  const Keys server = generate_keys(), client = generate_keys();
+  for (const bool enforce : {true, false}) {
+    zmq::context_t ctx;
+    zmq::socket_t router(ctx, zmq::socket_type::router), dealer(ctx, zmq::socket_type::dealer);
+    router.set(zmq::sockopt::linger, 0);
+    dealer.set(zmq::sockopt::linger, 0);
+    if (enforce) {
+      configure_curve_server(router, server);
+    } else {
+      router.set(zmq::sockopt::curve_server, 1);
+      router.set(zmq::sockopt::curve_secretkey, server.secret_z85);
+    }
+    router.bind("tcp://127.0.0.1:*");
+    configure_curve_client(dealer, client, server.id);
+    dealer.connect(router.get(zmq::sockopt::last_endpoint));
+    dealer.send(zmq::str_buffer("hello"), zmq::send_flags::none);
+    router.set(zmq::sockopt::rcvtimeo, enforce ? 700 : 5000);
+    zmq::message_t id;
+    EXPECT_EQ(router.recv(id).has_value(), !enforce) << (enforce ? "enforced domain admitted a client" : "");
+  }
+}
+
+TEST(Transport, OversizeMalformedAndSpoofedFramesAreDroppedAndCounted) {
+  Pair p;
+  zmq::context_t ctx;
+  zmq::socket_t raw(ctx, zmq::socket_type::dealer);  // holds A's valid key
+  raw.set(zmq::sockopt::linger, 0);
+  configure_curve_client(raw, p.ka, p.kb.id);
+  raw.connect(p.b.endpoint());
+  std::vector<uint8_t> huge(kMaxFrameBytes + 1, 0x90);
+  raw.send(zmq::buffer(huge), zmq::send_flags::none);
+  auto got = pump_until({&p.b}, p.b, [&](auto&) { return p.b.counters().disconnects > 0; });
+  EXPECT_TRUE(got.empty());
+  EXPECT_GE(p.b.counters().disconnects, 1u);
+  // The raw socket reconnects; garbage and a Hello claiming another key are dropped.
+  raw.send(zmq::str_buffer("\xdd\xff\xff\xff\xff"), zmq::send_flags::none);
+  const auto spoof = encode(g::Hello{{p.kb.id, "tcp://127.0.0.1:1", 0}});
+  raw.send(zmq::buffer(spoof), zmq::send_flags::none);
+  const auto bad_chunk = encode(g::Payload{1, 1, 5, 9, {1, 2}});  // chunk 5 without 0..4
+  raw.send(zmq::buffer(bad_chunk), zmq::send_flags::none);
+  const auto& rej = p.b.counters().total.rejected;
+  const auto count = [&](const char* r) { return rej.count(r) ? rej.at(r) : 0; };
+  got = pump_until({&p.b}, p.b,
+                   [&](auto&) { return count("malformed") + count("spoofed") + count("reassembly") >= 3; });
+  EXPECT_TRUE(got.empty());
+  EXPECT_EQ(count("malformed"), 1u);
+  EXPECT_EQ(count("spoofed"), 1u);
+  EXPECT_EQ(count("reassembly"), 1u);
+  EXPECT_EQ(p.b.counters().peers.at(p.ka.id).rejected.at("malformed"), 1u);
+  // The transport keeps working.
+  p.a.send(info(p.b), g::Bye{2});
+  got = pump_until({&p.a, &p.b}, p.b, [](auto& v) { return !v.empty(); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].msg, g::Message(g::Bye{2}));
+}
+
+TEST(Transport, ClearErrors) {
+  Pair p;
+  TransportConfig c = config_for(generate_keys(), {});
+  c.listen = p.a.endpoint();
+  EXPECT_THROW(Transport{c}, std::runtime_error);  // port in use
+  c.listen = "tcp://no-such-interface-x:1";
+  EXPECT_THROW(Transport{c}, std::runtime_error);
+  c.listen = "tcp://127.0.0.1:0";
+  c.chunk_bytes = g::kMaxChunkBytes + 1;
+  EXPECT_THROW(Transport{c}, std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace murmur::node
