@@ -21,7 +21,7 @@ constexpr std::array<const char*, kTypes> kNames = {
     "LinkAccept", "LinkReject", "LinkClose", "Payload", "StateRequest", "StateChunk", "Bye"};
 // Envelope array length per type: version, type, then the fields.
 constexpr std::array<uint32_t, kTypes> kArrayLen = {3, 4, 4, 4, 5, 4, 4, 4, 3, 3, 7, 4, 7, 3};
-constexpr uint32_t kDeltaArrayLen = 6;
+constexpr uint32_t kDeltaArrayLen = 6, kRingSegmentArrayLen = 5;
 
 // A PeerInfo is [id, addr, incarnation]; a MemberUpdate flattens its PeerInfo and
 // appends the state, [id, addr, incarnation, state], so the deepest nesting is 3
@@ -348,29 +348,48 @@ DecodeResult decode(std::span<const uint8_t> frame) {
   });
 }
 
-std::vector<uint8_t> encode_delta(const g::Delta& d) {
+std::vector<uint8_t> encode_train(const g::TrainMessage& m) {
   std::vector<uint8_t> out;
-  out.reserve(d.codec_payload.size() + 64);
   VecBuffer buf{out};
   Packer p(buf);
-  p.pack_array(kDeltaArrayLen);
-  p.pack_uint32(g::kProtocolVersion);
-  p.pack_uint32(kDeltaType);
-  put_all(p, d.round, d.degree, d.snapshot, d.codec_payload);
+  if (const auto* d = std::get_if<g::Delta>(&m)) {
+    out.reserve(d->codec_payload.size() + 64);
+    p.pack_array(kDeltaArrayLen);
+    p.pack_uint32(g::kProtocolVersion);
+    p.pack_uint32(kDeltaType);
+    put_all(p, d->round, d->degree, d->snapshot, d->codec_payload);
+  } else {
+    const auto& r = std::get<g::RingSegment>(m);
+    out.reserve(r.codec_payload.size() + 64);
+    p.pack_array(kRingSegmentArrayLen);
+    p.pack_uint32(g::kProtocolVersion);
+    p.pack_uint32(kRingSegmentType);
+    put_all(p, r.op, r.step, r.codec_payload);
+  }
   return out;
 }
 
-Decoded<g::Delta> decode_delta(std::span<const uint8_t> bytes) {
+Decoded<g::TrainMessage> decode_train(std::span<const uint8_t> bytes) {
   static const msgpack::unpack_limit limit(kDeltaArrayLen, 0, 0, UINT32_MAX, 0, 1);
-  return decode_envelope<g::Delta>(bytes, limit, [&](uint64_t type, uint32_t len, Fields& f) {
-    if (type != kDeltaType) throw Reject{"not a delta (type " + std::to_string(type) + ")"};
-    check_length(len, kDeltaArrayLen, "Delta");
-    g::Delta d;
-    d.round = f.u64("round");
-    d.degree = f.u32("degree");
-    d.snapshot = f.boolean("snapshot");
-    d.codec_payload = read_bytes(f, bytes.size());
-    return d;
+  return decode_envelope<g::TrainMessage>(bytes, limit, [&](uint64_t type, uint32_t len, Fields& f) {
+    if (type == kDeltaType) {
+      check_length(len, kDeltaArrayLen, "Delta");
+      g::Delta d;
+      d.round = f.u64("round");
+      d.degree = f.u32("degree");
+      d.snapshot = f.boolean("snapshot");
+      d.codec_payload = read_bytes(f, bytes.size());
+      return g::TrainMessage{std::move(d)};
+    }
+    if (type == kRingSegmentType) {
+      check_length(len, kRingSegmentArrayLen, "RingSegment");
+      g::RingSegment r;
+      r.op = f.u64("op");
+      r.step = f.u32("step");
+      r.codec_payload = read_bytes(f, bytes.size());
+      return g::TrainMessage{std::move(r)};
+    }
+    throw Reject{"not a training message (type " + std::to_string(type) + ")"};
   });
 }
 

@@ -19,8 +19,9 @@
 namespace murmur::node {
 
 // Message type = the index of the alternative in gossip::Message (Hello = 0 ...
-// Bye = 13); the training layer's Delta, carried inside Payloads, is type 100.
-inline constexpr uint32_t kDeltaType = 100;
+// Bye = 13); the training layer's messages, carried inside Payloads, are Delta
+// (type 100) and RingSegment (type 101).
+inline constexpr uint32_t kDeltaType = 100, kRingSegmentType = 101;
 // Envelope and fixed fields of a Payload or StateChunk frame beyond its bytes.
 inline constexpr size_t kMaxFrameOverhead = 128;
 
@@ -35,9 +36,9 @@ using DecodeResult = Decoded<gossip::Message>;
 std::vector<uint8_t> encode(const gossip::Message& m);
 DecodeResult decode(std::span<const uint8_t> frame);
 
-// A Delta may be as large as the reassembled payload that carries it.
-std::vector<uint8_t> encode_delta(const gossip::Delta& d);
-Decoded<gossip::Delta> decode_delta(std::span<const uint8_t> bytes);
+// A training message may be as large as the reassembled payload that carries it.
+std::vector<uint8_t> encode_train(const gossip::TrainMessage& m);
+Decoded<gossip::TrainMessage> decode_train(std::span<const uint8_t> bytes);
 
 // "Hello", "Payload", ...: for logs.
 const char* message_name(const gossip::Message& m);

@@ -11,7 +11,7 @@
 
 namespace murmur::node::testing {
 
-// Returns true if the frame was accepted (as a message or as a delta). Aborts (a
+// Returns true if the frame was accepted (as a message or a training message). Aborts (a
 // finding) on any other outcome.
 inline bool decode_one(std::span<const uint8_t> frame) {
   const DecodeResult m = decode(frame);
@@ -21,9 +21,9 @@ inline bool decode_one(std::span<const uint8_t> frame) {
   } else if (m.error.empty()) {
     std::abort();
   }
-  const Decoded<gossip::Delta> d = decode_delta(frame);
+  const Decoded<gossip::TrainMessage> d = decode_train(frame);
   if (d) {
-    const Decoded<gossip::Delta> again = decode_delta(encode_delta(*d.value));
+    const Decoded<gossip::TrainMessage> again = decode_train(encode_train(*d.value));
     if (!again || *again.value != *d.value) std::abort();
   } else if (d.error.empty()) {
     std::abort();

@@ -108,19 +108,26 @@ TEST(Protocol, RandomFieldValuesRoundTrip) {
   expect_round_trip(g::Payload{0, 0, 0, 1, std::vector<uint8_t>(g::kMaxChunkBytes, 7)});
 }
 
-TEST(Protocol, DeltaRoundTrips) {
+TEST(Protocol, TrainingMessagesRoundTrip) {
   Rand r;
   for (int it = 0; it < 50; ++it) {
-    const g::Delta d{r.u64(), uint32_t(r.rng()), bool(it & 1), r.bytes(it == 0 ? 0 : 5000)};
-    const auto got = decode_delta(encode_delta(d));
+    const g::TrainMessage m =
+        it % 3 == 2 ? g::TrainMessage{g::RingSegment{r.u64(), uint32_t(r.rng()), r.bytes(it == 2 ? 0 : 5000)}}
+                    : g::TrainMessage{
+                          g::Delta{r.u64(), uint32_t(r.rng()), bool(it & 1), r.bytes(it == 0 ? 0 : 5000)}};
+    const auto got = decode_train(encode_train(m));
     ASSERT_TRUE(got) << got.error;
-    EXPECT_EQ(*got.value, d);
+    EXPECT_EQ(*got.value, m);
   }
-  const g::Delta big{1, 2, false, std::vector<uint8_t>(3u << 20, 9)};  // larger than a chunk
-  EXPECT_EQ(*decode_delta(encode_delta(big)).value, big);
-  // A delta is not a message and vice versa.
-  EXPECT_FALSE(decode(encode_delta(big)));
-  EXPECT_FALSE(decode_delta(encode(g::Bye{1})));
+  const g::TrainMessage big{g::Delta{1, 2, false, std::vector<uint8_t>(3u << 20, 9)}};  // larger than a chunk
+  EXPECT_EQ(*decode_train(encode_train(big)).value, big);
+  // A training message is not a control message and vice versa.
+  EXPECT_FALSE(decode(encode_train(big)));
+  EXPECT_FALSE(decode_train(encode(g::Bye{1})));
+  // A RingSegment with a Delta's field count (or the reverse) is refused.
+  auto seg = encode_train(g::TrainMessage{g::RingSegment{1, 2, r.bytes(10)}});
+  seg[0] = 0x96;  // fixarray of 6 instead of 5
+  EXPECT_FALSE(decode_train(seg));
 }
 
 // Frames built field by field, to say things the encoder never would.
@@ -217,7 +224,8 @@ TEST(Protocol, FuzzStyleRun) {
   Rand r;
   std::vector<std::vector<uint8_t>> seeds;
   for (const g::Message& m : r.all()) seeds.push_back(encode(m));
-  seeds.push_back(encode_delta({3, 2, true, r.bytes(100)}));
+  seeds.push_back(encode_train(g::Delta{3, 2, true, r.bytes(100)}));
+  seeds.push_back(encode_train(g::RingSegment{4, 1, r.bytes(100)}));
   const auto t0 = std::chrono::steady_clock::now();
   const int iterations = 60000;
   int accepted = 0;
