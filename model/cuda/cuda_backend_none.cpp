@@ -11,7 +11,7 @@ int cuda_device_count(std::string* why_none) {
   return 0;
 }
 
-std::unique_ptr<ModelBackend> make_cuda_backend(const ModelConfig&, int, int) {
+std::unique_ptr<ModelBackend> make_cuda_backend(const ModelConfig&, int, int, CudaPrecision) {
   throw std::runtime_error(
       "--device cuda: this build has no CUDA support; rebuild with -DMURMUR_CUDA=ON on a machine with nvcc");
 }
