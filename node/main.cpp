@@ -32,7 +32,10 @@ int main(int argc, char** argv) {
   murmur::cli::add_train_command(app);
   murmur::cli::add_eval_command(app);
   murmur::cli::add_netem_command(app);
+  murmur::cli::add_netem_run(*app.get_subcommand("netem"));
   murmur::cli::add_keygen_command(app);
+  murmur::cli::add_node_command(app);
+  murmur::cli::add_swarm_command(app);
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks printing machine-readable JSON");
   bench->require_subcommand(1);
   murmur::cli::add_bench_model(*bench);

@@ -1,11 +1,11 @@
 #include "node/metrics_http.h"
 
-#include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdio>
 #include <stdexcept>
-#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include "netem/asio.h"
 
 namespace murmur {
 

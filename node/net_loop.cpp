@@ -8,6 +8,9 @@ namespace murmur {
 
 using gossip::Millis;
 
+// Payloads handed to the transport per peer at a time (within its max_queued_payloads).
+constexpr size_t kTransportQueue = 2;
+
 namespace {
 const char* state_name(gossip::PeerState s) {
   switch (s) {
@@ -24,7 +27,7 @@ const char* state_name(gossip::PeerState s) {
 }
 }  // namespace
 
-NetLoop::NetLoop(Transport& transport, gossip::PeerInfo self, NetLoopOptions opt, PeerMailbox& mailbox,
+NetLoop::NetLoop(node::Transport& transport, gossip::PeerInfo self, NetLoopOptions opt, PeerMailbox& mailbox,
                  JsonlLog* log, uint64_t seed)
     : transport_(transport),
       membership_(std::move(self), opt.membership, seed),
@@ -38,11 +41,12 @@ Millis NetLoop::now_ms() const {
       .count();
 }
 
-void NetLoop::handle(const Incoming& in, Millis now) {
+void NetLoop::handle(const node::Incoming& in, Millis now) {
   if (const auto* p = std::get_if<gossip::Payload>(&in.msg)) {
-    // Payloads on links membership does not know are answered with LinkClose by it;
-    // the training side decides about the rest (sequence, snapshot, guard).
-    membership_.on_message(in.from, in.msg, now);
+    // Payloads on links membership does not know are answered with LinkClose by it
+    // (ring traffic of the baselines has no link); the training side decides about
+    // the rest (sequence, snapshot, guard).
+    if (p->link_epoch != gossip::kRingEpoch) membership_.on_message(in.from, in.msg, now);
     mailbox_.push_event(InPayload{in.from, p->link_epoch, p->seq, p->bytes});
     return;
   }
@@ -66,8 +70,10 @@ void NetLoop::carry_out(Millis now) {
         log_->write(
             {{"event", "link_down"}, {"peer", gossip::short_name(down->peer)}, {"epoch", down->epoch}});
     } else if (auto* m = std::get_if<gossip::MemberEvent>(&action)) {
-      if (m->state == gossip::PeerState::dead || m->state == gossip::PeerState::left)
+      if (m->state == gossip::PeerState::dead || m->state == gossip::PeerState::left) {
         transport_.forget(m->peer.id);
+        pending_.erase(m->peer.id);
+      }
       if (log_)
         log_->write({{"event", "member"},
                      {"peer", gossip::short_name(m->peer.id)},
@@ -75,21 +81,33 @@ void NetLoop::carry_out(Millis now) {
                      {"state", state_name(m->state)}});
     }
   }
-  for (auto& out : mailbox_.take_sends()) {
-    payload_bytes_sent_ += out.bytes.size();
-    transport_.send_payload(out.to, out.epoch, out.seq, std::move(out.bytes));
+  send_payloads();
+}
+
+// In order per peer, so each link's sequence stays gap-free.
+void NetLoop::send_payloads() {
+  for (auto& out : mailbox_.take_sends()) pending_[out.to.id].push_back(std::move(out));
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    auto& queue = it->second;
+    while (!queue.empty() && transport_.queued_payloads(it->first) < kTransportQueue) {
+      OutPayload& out = queue.front();
+      payload_bytes_sent_ += out.bytes.size();
+      transport_.send_payload(out.to, out.epoch, out.seq, std::move(out.bytes));
+      queue.pop_front();
+    }
+    it = queue.empty() ? pending_.erase(it) : std::next(it);
   }
 }
 
 void NetLoop::publish(double elapsed_s) {
-  const TransportCounters c = transport_.counters();
+  const node::TransportCounters& c = transport_.counters();
   NetView v;
   v.self = membership_.self();
   v.members = membership_.members();
   v.neighbours = membership_.degree();
-  v.bytes_sent = c.bytes_sent;
-  v.bytes_received = c.bytes_received;
-  v.messages_rejected = c.messages_rejected;
+  v.bytes_sent = c.total.bytes_out;
+  v.bytes_received = c.total.bytes_in;
+  for (const auto& [reason, n] : c.total.rejected) v.messages_rejected += n;
   v.uplink_bytes_per_s = elapsed_s > 0 ? static_cast<double>(payload_bytes_sent_) / elapsed_s : 0;
   mailbox_.publish(std::move(v));
 }
@@ -100,7 +118,7 @@ void NetLoop::run() {
   Millis next_status = start + static_cast<Millis>(opt_.status_every_s * 1000);
   Millis next_publish = start;
   while (!mailbox_.stopping()) {
-    for (const Incoming& in : transport_.poll(std::chrono::milliseconds(10))) handle(in, now_ms());
+    for (const node::Incoming& in : transport_.poll(std::chrono::milliseconds(10))) handle(in, now_ms());
     const Millis now = now_ms();
     membership_.tick(now);
     carry_out(now);

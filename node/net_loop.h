@@ -8,6 +8,8 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <string>
@@ -29,24 +31,28 @@ struct NetLoopOptions {
 class NetLoop {
  public:
   // `self` carries the advertised address and this start's incarnation.
-  NetLoop(Transport& transport, gossip::PeerInfo self, NetLoopOptions opt, PeerMailbox& mailbox,
+  NetLoop(node::Transport& transport, gossip::PeerInfo self, NetLoopOptions opt, PeerMailbox& mailbox,
           JsonlLog* log, uint64_t seed);
   // Runs until mailbox.stop(); then leaves the swarm gracefully (Bye, LinkClose)
   // and flushes what is queued for a short while.
   void run();
 
  private:
-  void handle(const Incoming& in, gossip::Millis now);
+  void handle(const node::Incoming& in, gossip::Millis now);
+  void send_payloads();
   void carry_out(gossip::Millis now);
   void publish(double elapsed_s);
   gossip::Millis now_ms() const;
 
-  Transport& transport_;
+  node::Transport& transport_;
   gossip::Membership membership_;
   NetLoopOptions opt_;
   PeerMailbox& mailbox_;
   JsonlLog* log_;
   std::chrono::steady_clock::time_point t0_;
+  // Per peer, payloads the transport's queue cannot take yet (it holds a few per
+  // peer, so a slow link does not hold up the others).
+  std::map<gossip::PeerId, std::deque<OutPayload>> pending_;
   uint64_t payload_bytes_sent_ = 0;
 };
 

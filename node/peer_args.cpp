@@ -115,6 +115,14 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
                  "uplink (0 = always --codec)")
       ->check(CLI::NonNegativeNumber)
       ->group(algo);
+  cmd.add_option("--codec-ladder", a.codec_ladder,
+                 "With --round-budget-s: candidate codecs, fine to coarse, separated by ';'")
+      ->capture_default_str()
+      ->group(algo);
+  cmd.add_option("--clip-radius", a.clip_radius,
+                 "Robust aggregation: clip each neighbour's pull (theta_j - theta_i) to this L2 norm (0 = off)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(algo);
   cmd.add_option("--degree", a.degree, "Target number of neighbour links")
       ->capture_default_str()
       ->check(CLI::Range(1, 64))

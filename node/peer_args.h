@@ -44,6 +44,8 @@ struct PeerArgs {
   double gamma = 1.0;  // consensus step size
   std::string codec = "int8:block=64";
   double round_budget_s = 0;  // > 0: pick the codec per round so a round's sends fit this many seconds
+  std::string codec_ladder = "fp32;bf16;int8:block=64;int4:block=64;sign:block=256";
+  double clip_radius = 0;  // centered clipping of each neighbour's contribution (0 = off)
   int degree = 3, max_degree = 6;
   int expect_peers = 0;     // allreduce/diloco: the ring's size (wait for that many members)
   double wait_max_s = 5.0;  // longest wait for neighbours' deltas before mixing without them

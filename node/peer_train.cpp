@@ -8,6 +8,7 @@
 #include <map>
 #include <thread>
 
+#include "gossip/codec_policy.h"
 #include "gossip/consensus.h"
 #include "gossip/outer_optimizer.h"
 #include "gossip/peer_id.h"
@@ -52,7 +53,9 @@ class PeerTraining {
         theta_(n_),
         start_(n_),
         consensus_(n_, consensus_config(), a.seed ^ (uint64_t{a.peer_index} << 32)),
-        outer_(n_) {}
+        outer_(n_) {
+    if (a.round_budget_s > 0) ladder_ = gossip::parse_codec_ladder(a.codec_ladder, n_);
+  }
 
   json run();
 
@@ -74,6 +77,7 @@ class PeerTraining {
     gossip::ConsensusConfig c;
     c.gamma = a_.gamma;
     c.codec = a_.codec;
+    c.clip_radius = a_.clip_radius;
     return c;
   }
 
@@ -83,6 +87,9 @@ class PeerTraining {
   void on_event(TrainEvent& e);
   void on_link(const LinkEvent& e);
   void on_payload(InPayload& p);
+  void adopt(const PeerId& from, const gossip::Delta& snapshot);
+  // A joiner's first wait: for a neighbour's snapshot, to adopt a running swarm's state.
+  void wait_for_state();
   void gossip_round();
   void diloco_round();
   // Sum of `buf` over the ring of all peers (allreduce, diloco); throws when a
@@ -115,6 +122,7 @@ class PeerTraining {
   gossip::Consensus consensus_;
   gossip::OuterOptimizer outer_;
   std::map<PeerId, Link> links_;
+  std::vector<compress::CodecSpec> ladder_;  // --round-budget-s: codecs fine to coarse
   uint64_t round_ = 0;
   bool fresh_ = true;  // has not trained or adopted state yet: may adopt a neighbour's snapshot
 
@@ -188,19 +196,18 @@ void PeerTraining::on_link(const LinkEvent& e) {
   Link& l = links_[e.peer.id];
   l = Link{e.peer, e.epoch, 0, -1};
   // Every link starts with a snapshot of our public copy θ̂_i; deltas follow in order.
-  const gossip::Delta snap = consensus_.make_snapshot(round_, static_cast<uint32_t>(links_.size()));
-  mailbox_.push_send(OutPayload{l.peer, l.epoch, l.send_seq++, encode_train(snap)});
+  const gossip::Delta snap = consensus_.make_snapshot(round_);
+  mailbox_.push_send(OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(snap)});
 }
 
 void PeerTraining::on_payload(InPayload& p) {
-  gossip::TrainMessage msg;
-  try {
-    msg = decode_train(p.bytes);
-  } catch (const std::exception& e) {
+  node::Decoded<gossip::TrainMessage> decoded = node::decode_train(p.bytes);
+  if (!decoded) {
     ++rejected_;
-    log_.write({{"event", "rejected"}, {"peer", gossip::short_name(p.from)}, {"reason", e.what()}});
+    log_.write({{"event", "rejected"}, {"peer", gossip::short_name(p.from)}, {"reason", decoded.error}});
     return;
   }
+  gossip::TrainMessage& msg = *decoded.value;
   if (auto* seg = std::get_if<gossip::RingSegment>(&msg)) {
     if (p.epoch == gossip::kRingEpoch) ring_backlog_.push_back(std::move(*seg));
     return;
@@ -210,29 +217,51 @@ void PeerTraining::on_payload(InPayload& p) {
   if (it == links_.end() || it->second.epoch != p.epoch) return;  // a link that is gone: stale traffic
   Link& l = it->second;
   // A fresh peer joining a running swarm takes its first neighbour's state
-  // instead of starting from scratch (late join).
-  if (d.snapshot && fresh_ && d.round > round_ + 1) {
-    std::vector<float> snap(n_, 0.0f);
-    compress::decode(d.codec_payload, snap);
-    theta_ = snap;
-    model_->write_params(theta_);
-    consensus_.reset_self(theta_);
-    round_ = d.round;
-    json st = trainer_.state();
-    st["step"] = static_cast<int64_t>(d.round) * a_.inner_steps;
-    trainer_.restore(st);
+  // instead of starting from scratch (late join); a swarm as young as itself
+  // has nothing to give.
+  if (d.snapshot && fresh_) {
     fresh_ = false;
-    log_.write({{"event", "adopted"}, {"peer", gossip::short_name(p.from)}, {"round", round_}});
-    std::printf("joined a running swarm: took round %llu's state from %s\n",
-                static_cast<unsigned long long>(round_), gossip::short_name(p.from).c_str());
+    if (d.round > round_ + 1) adopt(p.from, d);
   }
   const gossip::ReceiveResult r = consensus_.on_delta(p.from, p.seq, d);
   if (r.accepted) {
     l.last_round = static_cast<int64_t>(d.round);
-  } else {
+  } else if (r.status != gossip::ReceiveStatus::duplicate) {
+    // A link without a valid copy stops mixing until membership re-samples it
+    // (every link has a bounded lifetime), when a fresh snapshot starts it again.
     ++rejected_;
     log_.write({{"event", "rejected"}, {"peer", gossip::short_name(p.from)}, {"reason", r.reason}});
   }
+}
+
+void PeerTraining::adopt(const PeerId& from, const gossip::Delta& snapshot) {
+  std::vector<float> snap(n_, 0.0f);
+  compress::decode(snapshot.codec_payload, snap);  // validated: sizes, NaN/Inf
+  theta_ = snap;
+  model_->write_params(theta_);
+  consensus_.reset_self(theta_);
+  round_ = snapshot.round;
+  // The LR schedule continues where the swarm is; the data stream is this peer's own.
+  json st = trainer_.state();
+  st["step"] = std::min<int64_t>(static_cast<int64_t>(snapshot.round) * a_.inner_steps, a_.steps - 1);
+  trainer_.restore(st);
+  // Neighbours mirror our public copy, which just changed: send each a new snapshot.
+  for (auto& [id, l] : links_)
+    mailbox_.push_send(
+        OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(consensus_.make_snapshot(round_))});
+  log_.write({{"event", "adopted"}, {"peer", gossip::short_name(from)}, {"round", round_}});
+  std::printf("joined a running swarm: took round %llu's state from %s\n",
+              static_cast<unsigned long long>(round_), gossip::short_name(from).c_str());
+}
+
+void PeerTraining::wait_for_state() {
+  std::printf("waiting for a neighbour's state...\n");
+  std::fflush(stdout);
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (fresh_ && Clock::now() < deadline && !interrupted())
+    drain_events(Clock::now() + std::chrono::milliseconds(50));
+  if (fresh_) std::printf("no neighbour's state within 30 s: starting from the initialisation\n");
+  fresh_ = false;
 }
 
 void PeerTraining::on_event(TrainEvent& e) {
@@ -251,8 +280,14 @@ void PeerTraining::gossip_round() {
   model_->read_params(theta_);
   outer_.step(start_, theta_, static_cast<float>(a_.outer_lr), static_cast<float>(a_.outer_momentum));
   drain_events(Clock::now());
-  const gossip::Delta d = consensus_.make_delta(theta_, round_, static_cast<uint32_t>(links_.size()));
-  const std::vector<uint8_t> bytes = encode_train(d);
+  if (!ladder_.empty()) {
+    const NetView v = mailbox_.view();
+    const gossip::CodecChoice c =
+        gossip::choose_codec(ladder_, n_, consensus_.degree(), v.uplink_bytes_per_s, a_.round_budget_s);
+    consensus_.set_codec(ladder_[c.index]);
+  }
+  const gossip::Delta d = consensus_.make_delta(theta_, round_);
+  const std::vector<uint8_t> bytes = node::encode_train(d);
   for (auto& [id, l] : links_) mailbox_.push_send(OutPayload{l.peer, l.epoch, l.send_seq++, bytes});
   // Mix with what the neighbours sent for this round, waiting for late ones up
   // to a deadline: nobody waits long for a slow peer (CHOCO tolerates stale θ̂_j).
@@ -297,8 +332,9 @@ void PeerTraining::ring_sum(std::span<float> buf) {
   gossip::RingAllReduce ring(ring_rank_, p, buf);
   auto send = [&](std::vector<gossip::RingAllReduce::Send> sends) {
     for (auto& s : sends)
-      mailbox_.push_send(OutPayload{ring_[static_cast<size_t>(s.to_rank)], gossip::kRingEpoch, ring_seq_++,
-                                    encode_train(gossip::RingSegment{op, s.step, std::move(s.payload)})});
+      mailbox_.push_send(
+          OutPayload{ring_[static_cast<size_t>(s.to_rank)], gossip::kRingEpoch, ring_seq_++,
+                     node::encode_train(gossip::RingSegment{op, s.step, std::move(s.payload)})});
   };
   send(ring.start());
   const auto wait_start = Clock::now();
@@ -370,6 +406,7 @@ json PeerTraining::run() {
   initialise();
   const bool ring = a_.algo == "allreduce" || a_.algo == "diloco";
   if (ring) wait_for_ring();
+  if (a_.algo == "gossip" && fresh_ && !a_.join.empty()) wait_for_state();
   std::printf("peer %s: %s, %s (%.2fM params), H=%lld, %lld steps, batch %d x %d\n",
               gossip::short_name(self_).c_str(), a_.algo.c_str(), cfg_.describe().c_str(),
               cfg_.num_params() / 1e6, static_cast<long long>(a_.inner_steps),

@@ -34,13 +34,14 @@ std::string fmt(const json& v, const char* format, double scale = 1.0) {
 
 }  // namespace
 
-std::string progress_line(const std::vector<fs::path>& peer_dirs, double elapsed_s) {
+std::string progress_line(const std::vector<fs::path>& peer_dirs, double elapsed_s,
+                          const std::vector<std::string>& names) {
   char head[32];
   std::snprintf(head, sizeof head, "[%6.0fs]", elapsed_s);
   std::string line = head;
   for (size_t i = 0; i < peer_dirs.size(); ++i) {
     const json e = last_event_with(peer_dirs[i] / "log.jsonl", "round");
-    line += " | p" + std::to_string(i) + " ";
+    line += " | " + (i < names.size() ? names[i] : "p" + std::to_string(i)) + " ";
     line += e.is_null() ? std::string("starting")
                         : "r" + e.value("round", json()).dump() + " s" + e.value("step", json()).dump() +
                               " " + fmt(e.value("loss", json()), "%.3f");
@@ -48,7 +49,8 @@ std::string progress_line(const std::vector<fs::path>& peer_dirs, double elapsed
   return line;
 }
 
-json write_summary(const std::vector<fs::path>& peer_dirs, const fs::path& path, const std::string& algo) {
+json write_summary(const std::vector<fs::path>& peer_dirs, const fs::path& path, const std::string& algo,
+                   const std::vector<std::string>& names, const json& extra) {
   json peers = json::array();
   double sum_val = 0, sum_train = 0, sum_sent = 0, sum_wait = 0;
   int n_val = 0, n = 0;
@@ -58,6 +60,7 @@ json write_summary(const std::vector<fs::path>& peer_dirs, const fs::path& path,
     if (f) s = json::parse(f, nullptr, /*allow_exceptions=*/false);
     if (!s.is_object()) s = {{"status", "failed: no summary.json"}};
     s["peer"] = i;
+    if (i < names.size()) s["name"] = names[i];
     s["dir"] = peer_dirs[i].string();
     if (s.contains("final_train_loss") && s["final_train_loss"].is_number()) {
       ++n;
@@ -79,15 +82,17 @@ json write_summary(const std::vector<fs::path>& peer_dirs, const fs::path& path,
   }
   if (n_val > 0) mean["final_val_loss"] = sum_val / n_val;
   json out = {{"algo", algo}, {"peers", peers}, {"mean", mean}};
+  for (const auto& [key, value] : extra.items()) out[key] = value;
   write_text_atomic(path, out.dump(2) + "\n");
   return out;
 }
 
 std::string summary_table(const json& summary) {
-  std::string t = "peer  status     rounds  steps    train   val      MB sent  MB recv  wait s\n";
+  std::string t = "peer      status     rounds  steps    train   val      MB sent  MB recv  wait s\n";
   for (const auto& p : summary["peers"]) {
     char row[256];
-    std::snprintf(row, sizeof row, "%-5s %-10s %-7s %-8s %-7s %-8s %-8s %-8s %s\n", p["peer"].dump().c_str(),
+    const std::string peer = p.contains("name") ? p.value("name", std::string()) : p["peer"].dump();
+    std::snprintf(row, sizeof row, "%-9s %-10s %-7s %-8s %-7s %-8s %-8s %-8s %s\n", peer.substr(0, 9).c_str(),
                   p.value("status", std::string("?")).substr(0, 10).c_str(),
                   p.value("rounds", json()).dump().c_str(), p.value("steps", json()).dump().c_str(),
                   fmt(p.value("final_train_loss", json()), "%.4f").c_str(),

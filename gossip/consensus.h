@@ -1,0 +1,162 @@
+// CHOCO-Gossip consensus with public copies (Koloskova, Stich & Jaggi, ICML 2019),
+// sans-IO: the driver moves the Deltas, owns the clock and decides deadlines.
+//
+// Peer i keeps θ̂_i (its public copy, which every neighbour mirrors) and, per
+// neighbour link, θ̂_j. A round (DESIGN.md §3, after the outer step):
+//   make_delta:  q_i = C(θ_i − θ̂_i);  θ̂_i += D(q_i)   (send q_i to every neighbour)
+//   on_delta:    θ̂_j += D(q_j)                        (in per-link sequence order)
+//   mix:         θ_i += γ Σ_j w_ij (θ̂_j − θ̂_i),  w_ij = 1 / (1 + max(d_i, d_j))
+// What C drops stays in θ_i − θ̂_i and goes out in later rounds (error compensation).
+// D is deterministic, so θ̂_i here and every neighbour's mirror of it agree bit for
+// bit; the Metropolis–Hastings weights are symmetric, so mixing preserves the sum
+// of the θ_i and consensus goes to the true average. No barrier: mix uses whatever
+// θ̂_j are current (stale copies are fine in CHOCO).
+//
+// A link starts (link_up) without a copy: the other side sends a snapshot of its
+// θ̂ (make_snapshot, first on the link) and until it arrives the link does not mix.
+// A gap in the sequence, an undecodable or rejected delta leaves the link without
+// a valid copy: on_delta then answers `resync` (ask the sender for a new snapshot).
+//
+// Threading: one thread at a time (the training thread); no I/O, no clock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "compress/codec.h"
+#include "gossip/messages.h"
+#include "gossip/update_guard.h"
+
+namespace murmur::gossip {
+
+// Degrees a neighbour may claim (messages carry them; bounds the MH weights' input).
+inline constexpr uint32_t kMaxDegree = 1024;
+
+struct ConsensusConfig {
+  double gamma = 1.0;                   // consensus step size γ in (0, 1]; smaller for sign/topk
+  std::string codec = "int8:block=64";  // q = C(θ − θ̂): a compress/ spec (codec_spec.h)
+  std::string snapshot_codec =
+      "fp32";  // fp32 (exact mirror) or bf16 (half the bytes, copy off by ≤ 2⁻⁹ relative)
+  std::vector<compress::MatrixView> layout;  // powersgd only: the matrices of θ
+  NormGuardConfig guard;                     // norm outlier rejection of incoming deltas
+  double clip_radius = 0;  // centered clipping of each θ̂_j − θ̂_i to this L2 norm; 0 = off
+};
+
+// What on_delta did with a message.
+enum class ReceiveStatus : uint8_t {
+  applied,         // delta added to θ̂_j
+  snapshot,        // θ̂_j replaced by the sender's public copy
+  duplicate,       // sequence number already seen: ignored
+  no_link,         // no link to the sender (raced with link_down): ignored
+  needs_snapshot,  // the link has no valid copy (gap, earlier rejection): dropped
+  rejected,        // malformed (size, NaN/Inf, bad degree) or norm outlier: dropped
+};
+
+struct ReceiveResult {
+  ReceiveStatus status = ReceiveStatus::applied;
+  bool accepted = false;  // applied or snapshot
+  bool resync = false;    // the link lacks a valid copy: ask the sender for a snapshot
+  std::string reason;     // empty when accepted
+};
+
+struct ConsensusCounters {
+  uint64_t deltas_applied = 0;
+  uint64_t snapshots_applied = 0;
+  uint64_t duplicates = 0;
+  uint64_t gaps = 0;              // sequence gaps detected
+  uint64_t malformed = 0;         // DecodeError (wrong size, NaN/Inf, corrupt) or bad degree
+  uint64_t norm_outliers = 0;     // rejected by the NormGuard
+  uint64_t dropped_unsynced = 0;  // deltas on a link waiting for a snapshot
+  uint64_t clipped = 0;           // contributions shortened by centered clipping in mix
+};
+
+struct MixReport {
+  uint32_t links = 0;    // neighbours that took part
+  uint32_t clipped = 0;  // of which clipped
+};
+
+struct LinkDistance {
+  PeerId peer{};
+  double distance = 0;  // ‖θ_i − θ̂_j‖ / ‖θ_i‖
+};
+
+class Consensus {
+ public:
+  // n: parameter count; seed: this peer's seed (mixed with the round for the codec's
+  // randomness, so peers and rounds differ). Throws std::invalid_argument for a bad
+  // spec or gamma outside (0, 1], a snapshot codec other than fp32/bf16.
+  Consensus(size_t n, ConsensusConfig cfg, uint64_t seed);
+
+  size_t size() const { return n_; }
+  // Number of links (synced or not): d_i, sent in every Delta.
+  uint32_t degree() const { return static_cast<uint32_t>(links_.size()); }
+
+  // θ̂_i = theta: at start, on resume (pass the saved public copy) or after adopting
+  // another state. Neighbours' mirrors are then stale: send every link a new snapshot.
+  void reset_self(std::span<const float> theta);
+  std::span<const float> public_copy() const { return self_; }
+
+  // The codec for the next deltas (codec_policy.h picks it per round); payloads are
+  // self-describing, so receivers need not know.
+  void set_codec(const compress::CodecSpec& spec);
+  const compress::CodecSpec& codec() const { return encoder_.spec(); }
+
+  // q = C(θ − θ̂_i), θ̂_i += D(q); the Delta goes to every neighbour (same bytes).
+  // Throws std::domain_error for NaN/Inf in theta (θ̂_i then unchanged).
+  Delta make_delta(std::span<const float> theta, uint64_t round);
+  // θ̂_i in the snapshot codec: first message on a new link and the answer to a resync.
+  Delta make_snapshot(uint64_t round) const;
+
+  // A link (new, or a new epoch of an existing one, which drops the old copy);
+  // it mixes once the peer's snapshot has arrived.
+  void link_up(const PeerId& peer, uint64_t epoch);
+  void link_down(const PeerId& peer);  // drops θ̂_j
+  bool has_link(const PeerId& peer) const { return links_.contains(peer); }
+  bool link_synced(const PeerId& peer) const;
+  // θ̂_j, if the link has a valid copy (tests, diagnostics).
+  std::optional<std::span<const float>> link_copy(const PeerId& peer) const;
+
+  // A Delta from `peer` with its per-link sequence number (from 0 per link epoch).
+  // Never throws for bad input: the result says what happened.
+  ReceiveResult on_delta(const PeerId& peer, uint64_t seq, const Delta& delta);
+
+  // θ += γ Σ_j w_ij clip(θ̂_j − θ̂_i) over the synced links.
+  MixReport mix(std::span<float> theta);
+
+  // ‖θ − θ̂_j‖ / ‖θ‖ per synced link, and their mean (0 without synced links).
+  std::vector<LinkDistance> link_distances(std::span<const float> theta) const;
+  double consensus_distance(std::span<const float> theta) const;
+
+  const ConsensusCounters& counters() const { return counters_; }
+
+ private:
+  struct Link {
+    uint64_t epoch = 0;
+    uint64_t next_seq = 0;  // the sequence number expected next
+    uint32_t degree = 1;    // d_j, from its latest message
+    bool synced = false;    // copy holds a valid θ̂_j
+    std::vector<float> copy;
+    NormHistory norms;
+  };
+  ReceiveResult reject(Link& link, ReceiveStatus status, std::string reason);
+  // scratch_ = D(payload); throws compress::DecodeError.
+  void decode_scratch(const std::vector<uint8_t>& payload);
+
+  size_t n_;
+  ConsensusConfig cfg_;
+  compress::CodecSpec snapshot_spec_;
+  uint64_t seed_;
+  compress::Encoder encoder_;
+  NormGuard guard_;
+  std::vector<float> self_;       // θ̂_i
+  std::vector<float> scratch_;    // θ − θ̂_i, then D(q)
+  std::map<PeerId, Link> links_;  // ordered: mixing sums in a fixed order
+  ConsensusCounters counters_;
+};
+
+}  // namespace murmur::gossip
