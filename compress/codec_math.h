@@ -45,7 +45,16 @@ inline constexpr uint32_t kStreamRounding = 1, kStreamRandk = 2, kStreamSample =
 // Random bits for element i: independent of how the span is split across threads or devices.
 // element_key depends only on i >> 32, so loops over 32-bit offsets hoist it.
 MURMUR_HD uint32_t element_key(uint32_t key, uint64_t i) { return key + uint32_t(i >> 32) * 0x9E3779B9U; }
-MURMUR_HD uint32_t element_bits(uint32_t key, uint64_t i) { return hash32(uint32_t(i) ^ element_key(key, i)); }
+MURMUR_HD uint32_t element_bits(uint32_t key, uint64_t i) {
+  return hash32(uint32_t(i) ^ element_key(key, i));
+}
+// element_bits(key, first + i) with 32-bit lane arithmetic only, so loops over i vectorise:
+// the high word of first + i is first's plus the carry out of the low word (i < 2^32).
+MURMUR_HD uint32_t element_bits_at(uint32_t key, uint64_t first, uint32_t i) {
+  const uint32_t lo = uint32_t(first) + i;
+  const uint32_t carry = lo < uint32_t(first) ? 0x9E3779B9U : 0U;
+  return hash32(lo ^ (element_key(key, first) + carry));
+}
 // Uniform in [0, 1) with 24 random bits (exact in float).
 MURMUR_HD float uniform24(uint32_t bits) { return float(bits >> 8) * 0x1p-24f; }
 
@@ -109,22 +118,28 @@ MURMUR_HD float quant_inv(float absmax, float qmax) {
   const float inv = absmax > 0 ? qmax / absmax : 0.0f;
   return inv < 3.40282347e38f ? inv : 3.40282347e38f;
 }
-// Clamp that sends NaN to lo, so a (rejected) NaN input never reaches a float-to-int cast.
-MURMUR_HD float clampf(float v, float lo, float hi) {
+// Round to nearest even as an integer (|v| <= 2^22 here): v + 1.5 * 2^23 lies in [2^23, 2^24),
+// where the ulp is 1, so the addition rounds away the fraction and the sum's bit pattern minus
+// that of 1.5 * 2^23 is the rounded integer. No float-to-int conversion, so a NaN (rejected
+// input) gives a harmless integer that the clamp bounds.
+MURMUR_HD int32_t round_even_int(float v) {
+  return int32_t(float_bits(v + 12582912.0f) - float_bits(12582912.0f));
+}
+MURMUR_HD int32_t clampi(int32_t v, int32_t lo, int32_t hi) {
   v = v > lo ? v : lo;
   return v < hi ? v : hi;
 }
-// Round to nearest even: adding 1.5 * 2^23 pushes the fraction out (|v| <= 2^22 here).
-MURMUR_HD float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
 MURMUR_HD int quantise_nearest(float x, float inv, float offset, float lo, float hi) {
-  return int(clampf(round_even(x * inv + offset), lo, hi));
+  return clampi(round_even_int(x * inv + offset), int32_t(lo), int32_t(hi));
 }
-// Unbiased stochastic rounding: floor(v) + [u < frac(v)], so E[code] = v up to 2^-24.
+// Unbiased stochastic rounding: floor(v) + [u < frac(v)], so E[code] = v up to 2^-24. Clamping
+// the integer code gives the same result as clamping v first (v is within 1 of [lo, hi]), and
+// all integer work keeps it free of mask-heavy float selects and of float-to-int casts.
 MURMUR_HD int quantise_stochastic(float x, float inv, float offset, float lo, float hi, float u) {
-  const float v = clampf(x * inv + offset, lo, hi);
-  const float r = round_even(v);
-  const float fl = r > v ? r - 1.0f : r;  // floor(v)
-  return int(clampf(fl + (u < v - fl ? 1.0f : 0.0f), lo, hi));
+  const float v = x * inv + offset;
+  const int32_t r = round_even_int(v);
+  const int32_t fl = r - int32_t(float(r) > v);  // floor(v)
+  return clampi(fl + int32_t(u < v - float(fl)), int32_t(lo), int32_t(hi));
 }
 
 // The grid of the block quantisers. int8/int4 are mid-tread: levels -qmax..qmax with qmax =
@@ -136,10 +151,14 @@ struct QuantGrid {
   float qmax, mul, add, lo, hi;
 };
 MURMUR_HD constexpr QuantGrid quant_grid(int bits) {
-  return bits <= 2 ? QuantGrid{true, float((1 << bits) - 1), 0.5f, 0.5f * float((1 << bits) - 1), 0.0f,
-                               float((1 << bits) - 1)}
-                   : QuantGrid{false, float((1 << (bits - 1)) - 1), 1.0f, 0.0f, -float((1 << (bits - 1)) - 1),
-                               float((1 << (bits - 1)) - 1)};
+  if (bits <= 2) {
+    const float q = float((1 << bits) - 1);
+    return {true, q, 0.5f, 0.5f * q, 0.0f, q};
+  }
+  // add = -0.0f, not 0.0f: adding -0 is the identity, which the compiler drops (adding +0 maps
+  // -0 to +0, and both round to code 0, so the codes are the same).
+  const float q = float((1 << (bits - 1)) - 1);
+  return {false, q, 1.0f, -0.0f, -q, q};
 }
 MURMUR_HD float quant_level(uint32_t code, int bits) {
   return bits <= 2 ? 2.0f * float(code) - float((1 << bits) - 1)
@@ -154,11 +173,16 @@ MURMUR_HD float accumulate(float out, float alpha, float level, float scale) {
 // Canonical summation order for per-block sums (sign's mean |x|), matching a CUDA warp:
 // lane l sums elements l, l+32, l+64, ... in order, then lanes fold pairwise by halves.
 inline constexpr int kSumLanes = 32;
+// One halving step per template instance, so every loop has a constant trip count and the
+// CPU kernels keep the lanes in vector registers.
+template <int kOff = kSumLanes / 2>
 MURMUR_HD float fold_lanes(float* lane) {
-  for (int off = kSumLanes / 2; off > 0; off >>= 1) {
-    for (int l = 0; l < off; ++l) lane[l] += lane[l + off];
+  for (int l = 0; l < kOff; ++l) lane[l] += lane[l + kOff];
+  if constexpr (kOff > 1) {
+    return fold_lanes<kOff / 2>(lane);
+  } else {
+    return lane[0];
   }
-  return lane[0];
 }
 
 }  // namespace murmur::compress::math

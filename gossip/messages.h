@@ -21,9 +21,9 @@ inline constexpr uint32_t kProtocolVersion = 1;
 using PeerId = std::array<uint8_t, 32>;
 
 // Bounds every decoder enforces (node/protocol.cpp) and every sender respects.
-inline constexpr size_t kMaxAddrLen = 256;         // "tcp://host:port"
-inline constexpr size_t kMaxPeersPerMessage = 64;  // samples, updates
-inline constexpr size_t kMaxChunkBytes = 1u << 20; // payload and state chunks
+inline constexpr size_t kMaxAddrLen = 256;          // "tcp://host:port"
+inline constexpr size_t kMaxPeersPerMessage = 64;   // samples, updates
+inline constexpr size_t kMaxChunkBytes = 1u << 20;  // payload and state chunks
 
 // What one peer knows of another. `addr` is where the peer listens, as it
 // advertises itself; `incarnation` only grows, and the peer itself bumps it to
@@ -140,8 +140,8 @@ struct Bye {
   friend bool operator==(const Bye&, const Bye&) = default;
 };
 
-using Message = std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRequest, LinkAccept,
-                             LinkReject, LinkClose, Payload, StateRequest, StateChunk, Bye>;
+using Message = std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRequest, LinkAccept, LinkReject,
+                             LinkClose, Payload, StateRequest, StateChunk, Bye>;
 
 // The training layer's message, carried as the reassembled bytes of Payloads on
 // a link (node/protocol.h encodes it). `codec_payload` is a compress/ payload:
@@ -164,6 +164,13 @@ struct RingSegment {
 };
 inline constexpr uint64_t kRingEpoch = ~uint64_t{0};
 
-using TrainMessage = std::variant<Delta, RingSegment>;
+// Asks the other end of a link for a fresh snapshot of its public copy: our
+// mirror of it is invalid (a sequence gap after a reconnect, a rejected delta).
+struct ResyncRequest {
+  uint64_t round = 0;
+  friend bool operator==(const ResyncRequest&, const ResyncRequest&) = default;
+};
+
+using TrainMessage = std::variant<Delta, RingSegment, ResyncRequest>;
 
 }  // namespace murmur::gossip

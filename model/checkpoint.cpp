@@ -1,6 +1,7 @@
 #include "model/checkpoint.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <stdexcept>
 
@@ -33,6 +34,18 @@ json parse_json_file(const fs::path& p) {
   } catch (const json::exception& e) {
     throw std::runtime_error("'" + p.string() + "' is not valid JSON: " + e.what());
   }
+}
+
+bool plain_file_name(const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name.size() > 128) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  });
+}
+
+bool is_standard_file(const std::string& name) {
+  return name == kConfigFile || name == kModelFile || name == kOptimizerFile || name == kStateFile ||
+         name == kManifest;
 }
 
 void verify_manifest(const fs::path& dir) {
@@ -111,9 +124,12 @@ ModelConfig config_from_hf_json(const json& j) {
 
 void save_checkpoint(const fs::path& dir, const ModelConfig& cfg, const ParamLayout& layout,
                      std::span<const float> params, std::span<const float> m, std::span<const float> v,
-                     const json& state) {
+                     const json& state, const CheckpointExtras& extras) {
   if (params.size() != layout.total() || m.size() != layout.total() || v.size() != layout.total())
     throw std::invalid_argument("save_checkpoint: buffer sizes do not match the layout");
+  for (const auto& [name, bytes] : extras)
+    if (!plain_file_name(name) || is_standard_file(name))
+      throw std::invalid_argument("save_checkpoint: bad extra file name '" + name + "'");
   const fs::path tmp = dir.string() + ".tmp";
   fs::remove_all(tmp);
   fs::create_directories(tmp);
@@ -128,9 +144,14 @@ void save_checkpoint(const fs::path& dir, const ModelConfig& cfg, const ParamLay
     write_safetensors(f, {{"exp_avg", {total}, m.data()}, {"exp_avg_sq", {total}, v.data()}});
   });
   write_text_atomic(tmp / kStateFile, state.dump(2) + "\n");
+  for (const auto& [name, bytes] : extras)
+    write_text_atomic(tmp / name,
+                      std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 
   json files = json::object();
-  for (const char* name : {kConfigFile, kModelFile, kOptimizerFile, kStateFile})
+  std::vector<std::string> names = {kConfigFile, kModelFile, kOptimizerFile, kStateFile};
+  for (const auto& [name, bytes] : extras) names.push_back(name);
+  for (const std::string& name : names)
     files[name] = {{"bytes", fs::file_size(tmp / name)}, {"sha256", sha256_file(tmp / name)}};
   write_text_atomic(
       tmp / kManifest,
@@ -184,7 +205,17 @@ CheckpointData load_checkpoint(const fs::path& path, bool need_optimizer) {
     if (!model.find(name)) name = t.name;  // report the canonical name when missing
     model.read(name, stored_shape(t, ck.cfg), ck.params.data() + t.offset);
   }
-  if (murmur_ckpt) ck.state = parse_json_file(dir / kStateFile);
+  if (murmur_ckpt) {
+    ck.state = parse_json_file(dir / kStateFile);
+    // Sidecars beyond the standard files: the manifest listed and verified them.
+    for (const auto& [name, info] : parse_json_file(dir / kManifest)["files"].items()) {
+      if (is_standard_file(name)) continue;
+      if (!plain_file_name(name))
+        throw std::runtime_error("'" + (dir / kManifest).string() + "' lists a bad file name '" + name + "'");
+      const std::string text = read_text_file(dir / name, size_t{16} << 30);
+      ck.extras[name].assign(text.begin(), text.end());
+    }
+  }
   if (need_optimizer) {
     const SafetensorsReader opt(dir / kOptimizerFile);
     const std::vector<int64_t> shape{static_cast<int64_t>(layout.total())};

@@ -9,8 +9,10 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "model/config.h"
@@ -18,16 +20,22 @@
 
 namespace murmur {
 
+// Extra sidecar files (e.g. the gossip algorithm's state), by file name.
+using CheckpointExtras = std::map<std::string, std::vector<uint8_t>>;
+
 struct CheckpointData {
   ModelConfig cfg;
   std::vector<float> params;  // layout total; padding zero
   std::vector<float> m, v;    // empty unless loaded with the optimizer state
   nlohmann::json state;       // trainer_state.json, or null for a foreign model directory
+  CheckpointExtras extras;    // every other file the manifest lists, verified by its hash
 };
 
+// `extras` are written beside the standard files and covered by the manifest;
+// their names must be plain file names ([A-Za-z0-9_.-]).
 void save_checkpoint(const std::filesystem::path& dir, const ModelConfig& cfg, const ParamLayout& layout,
                      std::span<const float> params, std::span<const float> m, std::span<const float> v,
-                     const nlohmann::json& state);
+                     const nlohmann::json& state, const CheckpointExtras& extras = {});
 
 // `path` is a checkpoint directory or a run directory (then its `latest` one).
 // Verifies the manifest when there is one (a plain HF GPT-2 directory has none

@@ -8,6 +8,7 @@
 #include <map>
 #include <thread>
 
+#include "gossip/algorithm_state.h"
 #include "gossip/codec_policy.h"
 #include "gossip/consensus.h"
 #include "gossip/outer_optimizer.h"
@@ -27,6 +28,8 @@ using Clock = std::chrono::steady_clock;
 using gossip::PeerId;
 
 namespace {
+
+constexpr const char* kAlgorithmStateFile = "gossip_state.bin";
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -82,6 +85,7 @@ class PeerTraining {
   }
 
   void initialise();
+  void restore_algorithm_state(const CheckpointData& ck);
   void inner_steps(int64_t count);
   void drain_events(Clock::time_point deadline);
   void on_event(TrainEvent& e);
@@ -106,6 +110,7 @@ class PeerTraining {
     uint64_t epoch = 0;
     uint64_t send_seq = 0;
     int64_t last_round = -1;  // newest round of theirs applied to θ̂_j
+    bool resync_pending = false;
   };
 
   const PeerArgs& a_;
@@ -136,7 +141,7 @@ class PeerTraining {
   // metrics
   double wait_s_ = 0, window_loss_ = 0;
   int64_t window_steps_ = 0;
-  uint64_t rejected_ = 0;
+  uint64_t rejected_ = 0, resyncs_served_ = 0;
   Clock::time_point t0_ = Clock::now();
   double step_seconds_ = 0;
   double last_loss_ = NAN;
@@ -153,14 +158,29 @@ void PeerTraining::initialise() {
     trainer_.restore(ck.state);
     round_ = ck.state.value("round", uint64_t{0});
     fresh_ = false;
+    restore_algorithm_state(ck);
     std::printf("resumed from %s at round %llu, step %lld\n", resolve_checkpoint(a_.resume).c_str(),
                 static_cast<unsigned long long>(round_), static_cast<long long>(trainer_.steps_done()));
-  } else {
-    // The same seed on every peer: all replicas start from one point.
-    init_gpt2_params(theta_, model_->layout(), cfg_, a_.seed);
-    model_->write_params(theta_);
+    return;
   }
+  // The same seed on every peer: all replicas start from one point.
+  init_gpt2_params(theta_, model_->layout(), cfg_, a_.seed);
+  model_->write_params(theta_);
   consensus_.reset_self(theta_);
+}
+
+// The outer momentum and the public copy θ̂_i (θ_i − θ̂_i is what error
+// compensation still owes the neighbours); the neighbours' copies are not kept:
+// every link starts again from a snapshot.
+void PeerTraining::restore_algorithm_state(const CheckpointData& ck) {
+  const auto it = ck.extras.find(kAlgorithmStateFile);
+  if (it == ck.extras.end()) {
+    consensus_.reset_self(theta_);
+    return;
+  }
+  const gossip::AlgorithmState st = gossip::decode_algorithm_state(it->second, n_);
+  if (!st.momentum.empty()) outer_.restore(st.momentum);
+  consensus_.reset_self(st.public_copy.empty() ? std::span<const float>(theta_) : st.public_copy);
 }
 
 void PeerTraining::throttle(int64_t tokens) {
@@ -194,7 +214,7 @@ void PeerTraining::on_link(const LinkEvent& e) {
   }
   consensus_.link_up(e.peer.id, e.epoch);
   Link& l = links_[e.peer.id];
-  l = Link{e.peer, e.epoch, 0, -1};
+  l = Link{e.peer, e.epoch, 0, -1, false};
   // Every link starts with a snapshot of our public copy θ̂_i; deltas follow in order.
   const gossip::Delta snap = consensus_.make_snapshot(round_);
   mailbox_.push_send(OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(snap)});
@@ -212,10 +232,16 @@ void PeerTraining::on_payload(InPayload& p) {
     if (p.epoch == gossip::kRingEpoch) ring_backlog_.push_back(std::move(*seg));
     return;
   }
-  auto& d = std::get<gossip::Delta>(msg);
   auto it = links_.find(p.from);
   if (it == links_.end() || it->second.epoch != p.epoch) return;  // a link that is gone: stale traffic
   Link& l = it->second;
+  if (std::holds_alternative<gossip::ResyncRequest>(msg)) {
+    mailbox_.push_send(
+        OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(consensus_.make_snapshot(round_))});
+    ++resyncs_served_;
+    return;
+  }
+  auto& d = std::get<gossip::Delta>(msg);
   // A fresh peer joining a running swarm takes its first neighbour's state
   // instead of starting from scratch (late join); a swarm as young as itself
   // has nothing to give.
@@ -227,11 +253,17 @@ void PeerTraining::on_payload(InPayload& p) {
   if (r.accepted) {
     l.last_round = static_cast<int64_t>(d.round);
   } else if (r.status != gossip::ReceiveStatus::duplicate) {
-    // A link without a valid copy stops mixing until membership re-samples it
-    // (every link has a bounded lifetime), when a fresh snapshot starts it again.
     ++rejected_;
     log_.write({{"event", "rejected"}, {"peer", gossip::short_name(p.from)}, {"reason", r.reason}});
   }
+  // Our mirror of θ̂_j is invalid: ask for a snapshot once (deltas are dropped
+  // until it arrives; a lost request heals when membership re-samples the link).
+  if (r.resync && !l.resync_pending) {
+    l.resync_pending = true;
+    mailbox_.push_send(
+        OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(gossip::ResyncRequest{round_})});
+  }
+  if (r.accepted && d.snapshot) l.resync_pending = false;
 }
 
 void PeerTraining::adopt(const PeerId& from, const gossip::Delta& snapshot) {
@@ -397,7 +429,15 @@ void PeerTraining::save(const char* why) {
   state["algo"] = a_.algo;
   state["tokenizer"] = train_.tokenizer();
   const fs::path dir = checkpoint_path(a_.out, trainer_.steps_done());
-  save_checkpoint(dir, cfg_, model_->layout(), theta_, m, v, state);
+  gossip::AlgorithmState algo{round_, {}, {}};
+  const auto momentum = outer_.momentum();
+  algo.momentum.assign(momentum.begin(), momentum.end());
+  if (a_.algo == "gossip") {
+    const auto copy = consensus_.public_copy();
+    algo.public_copy.assign(copy.begin(), copy.end());
+  }
+  save_checkpoint(dir, cfg_, model_->layout(), theta_, m, v, state,
+                  {{kAlgorithmStateFile, gossip::encode_algorithm_state(algo)}});
   publish_checkpoint(a_.out, dir, 3);
   log_.write({{"event", "checkpoint"}, {"round", round_}, {"path", dir.string()}, {"reason", why}});
 }
@@ -481,7 +521,8 @@ json PeerTraining::run() {
           {"bytes_received", v.bytes_received},
           {"wait_s", wait_s_},
           {"wall_s", seconds_since(t0_)},
-          {"rejected", rejected_}};
+          {"rejected", rejected_},
+          {"resyncs_served", resyncs_served_}};
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ constexpr std::array<const char*, kTypes> kNames = {
     "LinkAccept", "LinkReject", "LinkClose", "Payload", "StateRequest", "StateChunk", "Bye"};
 // Envelope array length per type: version, type, then the fields.
 constexpr std::array<uint32_t, kTypes> kArrayLen = {3, 4, 4, 4, 5, 4, 4, 4, 3, 3, 7, 4, 7, 3};
-constexpr uint32_t kDeltaArrayLen = 6, kRingSegmentArrayLen = 5;
+constexpr uint32_t kDeltaArrayLen = 6, kRingSegmentArrayLen = 5, kResyncArrayLen = 3;
 
 // A PeerInfo is [id, addr, incarnation]; a MemberUpdate flattens its PeerInfo and
 // appends the state, [id, addr, incarnation, state], so the deepest nesting is 3
@@ -358,6 +358,11 @@ std::vector<uint8_t> encode_train(const g::TrainMessage& m) {
     p.pack_uint32(g::kProtocolVersion);
     p.pack_uint32(kDeltaType);
     put_all(p, d->round, d->degree, d->snapshot, d->codec_payload);
+  } else if (const auto* q = std::get_if<g::ResyncRequest>(&m)) {
+    p.pack_array(kResyncArrayLen);
+    p.pack_uint32(g::kProtocolVersion);
+    p.pack_uint32(kResyncType);
+    put_all(p, q->round);
   } else {
     const auto& r = std::get<g::RingSegment>(m);
     out.reserve(r.codec_payload.size() + 64);
@@ -388,6 +393,10 @@ Decoded<g::TrainMessage> decode_train(std::span<const uint8_t> bytes) {
       r.step = f.u32("step");
       r.codec_payload = read_bytes(f, bytes.size());
       return g::TrainMessage{std::move(r)};
+    }
+    if (type == kResyncType) {
+      check_length(len, kResyncArrayLen, "ResyncRequest");
+      return g::TrainMessage{g::ResyncRequest{f.u64("round")}};
     }
     throw Reject{"not a training message (type " + std::to_string(type) + ")"};
   });

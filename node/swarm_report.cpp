@@ -12,15 +12,15 @@ using nlohmann::json;
 
 namespace {
 
-// The last complete line of a JSONL file that parses and has `key` (files are
-// appended to while we read; a torn last line is skipped).
-json last_event_with(const fs::path& log, const char* key) {
+// The last complete line of a JSONL file that parses and is an event of kind
+// `event` (files are appended to while we read; a torn last line is skipped).
+json last_event(const fs::path& log, const char* event) {
   std::ifstream f(log);
   std::string line;
   json last;
   while (std::getline(f, line)) {
     const json e = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (e.is_object() && e.contains(key)) last = e;
+    if (e.is_object() && e.value("event", "") == event) last = e;
   }
   return last;
 }
@@ -40,7 +40,7 @@ std::string progress_line(const std::vector<fs::path>& peer_dirs, double elapsed
   std::snprintf(head, sizeof head, "[%6.0fs]", elapsed_s);
   std::string line = head;
   for (size_t i = 0; i < peer_dirs.size(); ++i) {
-    const json e = last_event_with(peer_dirs[i] / "log.jsonl", "round");
+    const json e = last_event(peer_dirs[i] / "log.jsonl", "round");
     line += " | " + (i < names.size() ? names[i] : "p" + std::to_string(i)) + " ";
     line += e.is_null() ? std::string("starting")
                         : "r" + e.value("round", json()).dump() + " s" + e.value("step", json()).dump() +

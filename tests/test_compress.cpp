@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "compress/codec.h"
+#include "compress/codec_math.h"
 #include "compress/codec_spec.h"
 #include "compress/error_feedback.h"
 #include "tests/compress_data.h"
@@ -78,14 +81,16 @@ TEST_P(CompressMath, PowerSgdErrorAndWarmStart) {
     const std::vector<float> y = round_trip(enc, d.x, seeded(9, d.layout));
     err.push_back(diff_norm(d.x, y) / norm(d.x));
   }
-  std::printf("  powersgd:rank=4 delta-like error by round: %.4f %.4f %.4f %.4f\n", err[0], err[1], err[2], err[3]);
+  std::printf("  powersgd:rank=4 delta-like error by round: %.4f %.4f %.4f %.4f\n", err[0], err[1], err[2],
+              err[3]);
   EXPECT_LE(err.back(), err.front() + 1e-6);  // warm start: power iteration converges
-  EXPECT_LE(err.back(), 0.35);                 // rank-2 signal + Student-t noise at 0.3
+  EXPECT_LE(err.back(), 0.35);                // rank-2 signal + Student-t noise at 0.3
 
   // An exactly rank-2 matrix is reconstructed once the subspace is found.
   std::vector<float> m(64 * 48);
   for (size_t i = 0; i < 64; ++i) {
-    for (size_t j = 0; j < 48; ++j) m[i * 48 + j] = float(std::sin(0.1 * i) * std::cos(0.3 * j) + 0.01 * i * j / 48.0);
+    for (size_t j = 0; j < 48; ++j)
+      m[i * 48 + j] = float(std::sin(0.1 * i) * std::cos(0.3 * j) + 0.01 * i * j / 48.0);
   }
   const MatrixView whole{0, 64, 48};
   Encoder exact("powersgd:rank=2,fallback=fp32");
@@ -108,9 +113,9 @@ TEST_P(CompressMath, BiasedCodecsContract) {
     const char* spec;
     double delta;
   };
-  const Case cases[] = {{"int8:block=64", 1.0 / 64}, {"int4:block=32", 1.0 / 32}, {"int2:block=64", 1.0 / (9 * 64)},
-                        {"sign:block=256", 1.0 / 256}, {"topk:fraction=0.05", 0.05 - 1e-4},
-                        {"topk:fraction=0.05,approx", 0.0}};
+  const Case cases[] = {{"int8:block=64", 1.0 / 64},         {"int4:block=32", 1.0 / 32},
+                        {"int2:block=64", 1.0 / (9 * 64)},   {"sign:block=256", 1.0 / 256},
+                        {"topk:fraction=0.05", 0.05 - 1e-4}, {"topk:fraction=0.05,approx", 0.0}};
   for (const Case& c : cases) {
     for (const std::vector<float>& x : inputs) {
       Encoder enc(c.spec);
@@ -187,7 +192,8 @@ TEST_P(CompressMath, StochasticRoundingIsUnbiased) {
 TEST(CompressErrorFeedback, TracksTheSumOfInputs) {
   const size_t n = 4096;
   const std::vector<float> drift = gaussian(n, 21);
-  for (const char* spec : {"int2:block=64", "sign:block=256", "topk:fraction=0.05", "randk:fraction=0.1,unscaled"}) {
+  for (const char* spec :
+       {"int2:block=64", "sign:block=256", "topk:fraction=0.05", "randk:fraction=0.1,unscaled"}) {
     ErrorFeedback ef(parse_codec_spec(spec), n);
     Encoder bare(spec);
     std::vector<double> sum_in(n, 0), sum_ef(n, 0), sum_bare(n, 0);
@@ -203,7 +209,8 @@ TEST(CompressErrorFeedback, TracksTheSumOfInputs) {
       decode_accumulate(bare.encode(g, seeded(uint64_t(t))), yb);
       for (size_t i = 0; i < n; ++i) sum_in[i] += g[i], sum_ef[i] += y[i], sum_bare[i] += yb[i];
       const double res = norm(ef.residual());
-      (t < rounds / 2 ? max_res_early : max_res_late) = std::max(t < rounds / 2 ? max_res_early : max_res_late, res);
+      (t < rounds / 2 ? max_res_early : max_res_late) =
+          std::max(t < rounds / 2 ? max_res_early : max_res_late, res);
     }
     double e_ef = 0, e_bare = 0, s = 0, e_id = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -213,8 +220,8 @@ TEST(CompressErrorFeedback, TracksTheSumOfInputs) {
       s += sum_in[i] * sum_in[i];
     }
     const double rel_ef = std::sqrt(e_ef / s), rel_bare = std::sqrt(e_bare / s);
-    std::printf("  %-28s tracking error with EF %.4f, without %.4f; max residual %.1f then %.1f (|g| %.1f)\n", spec,
-                rel_ef, rel_bare, max_res_early, max_res_late, norm(drift) * 1.118);
+    std::printf("  %-28s tracking error with EF %.4f, without %.4f; max residual %.1f then %.1f (|g| %.1f)\n",
+                spec, rel_ef, rel_bare, max_res_early, max_res_late, norm(drift) * 1.118);
     EXPECT_LE(std::sqrt(e_id / s), 1e-4) << spec << ": sum of payloads + residual != sum of inputs";
     EXPECT_LE(rel_ef, 0.1) << spec;
     EXPECT_LT(rel_ef, rel_bare / 4 + 1e-3) << spec;
@@ -243,9 +250,9 @@ TEST(CompressWire, SizeWithinOnePercentOfTheInformationContent) {
   auto log2_binom = [](double nn, double k) {
     return (std::lgamma(nn + 1) - std::lgamma(k + 1) - std::lgamma(nn - k + 1)) / std::log(2.0);
   };
-  for (const char* s : {"fp32", "fp16", "bf16", "int8:block=64", "int4:block=64", "int2:block=64", "int2:block=32",
-                        "sign:block=256", "sign:block=64", "topk:fraction=0.01", "topk:fraction=0.001,approx",
-                        "topk:fraction=0.2", "randk:fraction=0.01"}) {
+  for (const char* s : {"fp32", "fp16", "bf16", "int8:block=64", "int4:block=64", "int2:block=64",
+                        "int2:block=32", "sign:block=256", "sign:block=64", "topk:fraction=0.01",
+                        "topk:fraction=0.001,approx", "topk:fraction=0.2", "randk:fraction=0.01"}) {
     const CodecSpec spec = parse_codec_spec(s);
     const std::vector<uint8_t> q = Encoder(spec).encode(x, seeded(5));
     double ideal = 8.0 * kHeaderBytes;
@@ -274,9 +281,9 @@ TEST(CompressWire, SizeWithinOnePercentOfTheInformationContent) {
 TEST_P(CompressMath, DeterministicAcrossThreadsAndDevices) {
   const DeltaLike d = delta_like(6, 4, 256);  // ~1.3M elements: several parallel chunks
   const std::vector<float> base = gaussian(d.x.size(), 8);
-  for (const char* s : {"fp32", "fp16", "bf16", "int8", "int8:stochastic", "int4", "int4:block=128,stochastic", "int2",
-                        "sign", "topk:fraction=0.01", "topk:fraction=0.01,approx", "randk:fraction=0.02",
-                        "powersgd:rank=2"}) {
+  for (const char* s : {"fp32", "fp16", "bf16", "int8", "int8:stochastic", "int4",
+                        "int4:block=128,stochastic", "int2", "sign", "topk:fraction=0.01",
+                        "topk:fraction=0.01,approx", "randk:fraction=0.02", "powersgd:rank=2"}) {
     SCOPED_TRACE(s);
     const EncodeOptions opt = seeded(77, d.layout);
     omp_set_num_threads(1);
@@ -307,7 +314,8 @@ TEST_P(CompressMath, DecodeOverwritesAndAccumulates) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Devices, CompressMath, ::testing::Values(DeviceKind::kCpu, DeviceKind::kCuda), device_name);
+INSTANTIATE_TEST_SUITE_P(Devices, CompressMath, ::testing::Values(DeviceKind::kCpu, DeviceKind::kCuda),
+                         device_name);
 
 TEST(CompressEncode, RejectsNonFiniteAndOutOfRangeInput) {
   std::vector<float> x = gaussian(300, 1);
@@ -322,12 +330,13 @@ TEST(CompressEncode, RejectsNonFiniteAndOutOfRangeInput) {
   EXPECT_THROW(Encoder("fp16").encode(x), std::domain_error);
   EXPECT_NO_THROW(Encoder("bf16").encode(x));
   EXPECT_THROW(Encoder("powersgd").encode(x), std::invalid_argument);  // needs a layout
-  const MatrixView bad[] = {{0, 10, 10}, {50, 10, 10}};                 // overlapping
+  const MatrixView bad[] = {{0, 10, 10}, {50, 10, 10}};                // overlapping
   EXPECT_THROW(Encoder("powersgd").encode(x, seeded(0, bad)), std::invalid_argument);
 }
 
 TEST(CompressEncode, EmptyAndTinySpans) {
-  for (const char* s : {"fp32", "fp16", "bf16", "int8", "int4", "int2", "sign", "topk", "topk:approx", "randk"}) {
+  for (const char* s :
+       {"fp32", "fp16", "bf16", "int8", "int4", "int2", "sign", "topk", "topk:approx", "randk"}) {
     for (size_t n : {0, 1, 7, 9}) {
       const std::vector<float> x = gaussian(n, n);
       const std::vector<uint8_t> q = Encoder(s).encode(x, seeded(2));
@@ -337,19 +346,124 @@ TEST(CompressEncode, EmptyAndTinySpans) {
   }
 }
 
+// A plain scalar transcription of the int8/int4/int2/sign body (docs/compression.md): the
+// vectorised kernels must produce exactly these scales and code bytes. The last block is
+// zero-padded for its codes (the padding bits of the last byte hold the codes of zeros). The
+// products go through volatile floats: the kernels never fuse a multiply-add
+// (-ffp-contract=off), and this file's compiler must not either.
+std::vector<uint8_t> reference_quant(std::span<const float> x, int bits, bool sign, size_t bs,
+                                     bool stochastic, uint64_t seed) {
+  const bool mid_rise = bits <= 2;
+  const int qmax = mid_rise ? (1 << bits) - 1 : (1 << (bits - 1)) - 1, lo = mid_rise ? 0 : -qmax;
+  const size_t n = x.size(), nb = (n + bs - 1) / bs, code_bytes = (n * size_t(bits) + 7) / 8;
+  const uint32_t key = math::stream_key(seed, math::kStreamRounding);
+  std::vector<uint8_t> out(4 * nb + code_bytes, 0);
+  for (size_t b = 0; b < nb; ++b) {
+    const size_t first = b * bs;
+    float absmax = 0;
+    for (size_t i = first; i < std::min(n, first + bs); ++i) absmax = std::max(absmax, std::fabs(x[i]));
+    const float inv = absmax > 0 ? std::min(float(qmax) / absmax, std::numeric_limits<float>::max()) : 0.0f;
+    float lane[math::kSumLanes] = {};
+    uint32_t sq = 0;
+    for (size_t i = first; i < first + bs && i * bits / 8 < code_bytes; ++i) {
+      const float xi = i < n ? x[i] : 0.0f;
+      volatile float scaled = (mid_rise ? xi * 0.5f : xi) * inv;
+      const float v = scaled + (mid_rise ? 1.5f : 0.0f);
+      int c;
+      if (sign) {
+        c = std::signbit(xi) ? 0 : 1;
+      } else if (stochastic) {
+        const float vc = std::clamp(v, float(lo), float(qmax)), fl = std::floor(vc);
+        c = int(fl) + (math::uniform24(math::element_bits(key, i)) < vc - fl ? 1 : 0);
+      } else {
+        c = int(std::clamp(std::nearbyint(v), float(lo), float(qmax)));
+      }
+      out[4 * nb + i * bits / 8] |= uint8_t((uint32_t(c) & ((1U << bits) - 1)) << (i * bits % 8));
+      if (i >= n) continue;
+      const int level = mid_rise ? 2 * c - qmax : c;
+      volatile float product = xi * float(level);
+      lane[(i - first) % math::kSumLanes] += product;
+      sq += uint32_t(level * level);
+    }
+    const float scale = mid_rise && !stochastic ? math::fold_lanes(lane) / float(sq) : absmax / float(qmax);
+    std::memcpy(out.data() + 4 * b, &scale, 4);
+  }
+  return out;
+}
+
+TEST(CompressQuant, PayloadsMatchAScalarReference) {
+  std::vector<float> x = gaussian(70001, 31);           // two parallel chunks and a short last block
+  for (size_t i = 640; i < 704; ++i) x[i] = 0.0f;       // an all-zero block
+  for (size_t i = 1280; i < 1344; ++i) x[i] *= 1e-40f;  // subnormals
+  for (size_t i = 2000; i < 2100; ++i) x[i] = i % 2 ? -0.0f : 0.5f;  // signed zeros
+  x[3000] = 1e30f;                                                   // a huge value
+  struct Case {
+    const char* name;
+    int bits;
+    bool sign;
+  };
+  for (const Case c :
+       {Case{"int8", 8, false}, Case{"int4", 4, false}, Case{"int2", 2, false}, Case{"sign", 1, true}}) {
+    for (size_t bs : {64, 24, 256}) {
+      for (bool stochastic : {false, true}) {
+        if (stochastic && c.sign) continue;
+        const std::string spec =
+            std::string(c.name) + ":block=" + std::to_string(bs) + (stochastic ? ",stochastic" : "");
+        SCOPED_TRACE(spec);
+        const std::vector<uint8_t> q = Encoder(spec).encode(x, seeded(5));
+        const std::vector<uint8_t> ref = reference_quant(x, c.bits, c.sign, bs, stochastic, 5);
+        ASSERT_EQ(q.size(), 24 + ref.size());
+        EXPECT_EQ(0, std::memcmp(q.data() + 24, ref.data(), ref.size()));
+      }
+    }
+  }
+}
+
+// element_bits_at, which the CPU kernels use, equals element_bits across the 2^32 boundary.
+TEST(CompressQuant, ElementBitsAtCarriesIntoTheHighWord) {
+  const uint32_t key = math::stream_key(9, math::kStreamRounding);
+  for (uint64_t first : {uint64_t(0), (uint64_t(1) << 32) - 5, (uint64_t(3) << 32) - 1}) {
+    for (uint32_t i = 0; i < 10; ++i)
+      EXPECT_EQ(math::element_bits_at(key, first, i), math::element_bits(key, first + i));
+  }
+}
+
 TEST(CompressSpec, ParsesAndPrintsCanonically) {
-  const char* ok[] = {"fp32", "fp16", "bf16", "int8:block=64", "int4:block=64,stochastic", "int2:block=8",
-                      "sign:block=256", "topk:fraction=0.01", "topk:fraction=0.01,approx", "randk:fraction=0.5",
-                      "randk:fraction=0.01,unscaled", "powersgd:rank=4,fallback=fp16", "powersgd:rank=1,fallback=int8"};
+  const char* ok[] = {"fp32",
+                      "fp16",
+                      "bf16",
+                      "int8:block=64",
+                      "int4:block=64,stochastic",
+                      "int2:block=8",
+                      "sign:block=256",
+                      "topk:fraction=0.01",
+                      "topk:fraction=0.01,approx",
+                      "randk:fraction=0.5",
+                      "randk:fraction=0.01,unscaled",
+                      "powersgd:rank=4,fallback=fp16",
+                      "powersgd:rank=1,fallback=int8"};
   for (const char* s : ok) EXPECT_EQ(to_string(parse_codec_spec(s)), s);
   EXPECT_EQ(to_string(parse_codec_spec("int4")), "int4:block=64");
   EXPECT_EQ(to_string(parse_codec_spec("sign")), "sign:block=256");
   EXPECT_EQ(to_string(parse_codec_spec("topk")), "topk:fraction=0.01");
   EXPECT_EQ(to_string(parse_codec_spec("powersgd")), "powersgd:rank=4,fallback=fp16");
-  const char* bad[] = {"", "int3", "fp16:block=64", "int8:block=7", "int8:block=0", "int8:block=70000", "int8:",
-                       "int8:block=64,", "int8:stochastic=1", "sign:stochastic", "topk:fraction=0",
-                       "topk:fraction=1.5", "topk:fraction=abc", "randk:approx", "powersgd:rank=0",
-                       "powersgd:fallback=topk", "topk:fraction=0.1x"};
+  const char* bad[] = {"",
+                       "int3",
+                       "fp16:block=64",
+                       "int8:block=7",
+                       "int8:block=0",
+                       "int8:block=70000",
+                       "int8:",
+                       "int8:block=64,",
+                       "int8:stochastic=1",
+                       "sign:stochastic",
+                       "topk:fraction=0",
+                       "topk:fraction=1.5",
+                       "topk:fraction=abc",
+                       "randk:approx",
+                       "powersgd:rank=0",
+                       "powersgd:fallback=topk",
+                       "topk:fraction=0.1x"};
   for (const char* s : bad) EXPECT_THROW(parse_codec_spec(s), std::invalid_argument) << "'" << s << "'";
   try {
     parse_codec_spec("int8:blok=64");

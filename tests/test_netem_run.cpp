@@ -188,17 +188,17 @@ class NetemRunTest : public ::testing::Test {
     return p;
   }
 
-  // Runs the runner, sending SIGINT a second after `interrupt_after` peers have started (0: never);
-  // returns its exit code and the pids it logged.
+  // Runs the runner, sending SIGINT once `interrupt_after` peers have started (0: never) and, with
+  // `training`, logged a round (a peer still starting up would die of the signal); returns its exit
+  // code and the pids it logged.
   static std::pair<int, std::vector<int>> run(const fs::path& scen, const fs::path& out,
-                                              size_t interrupt_after) {
+                                              size_t interrupt_after, bool training = false) {
     Process p = Process::spawn({murmur::test::murmur_bin(), "netem", "run", scen.string(), "--out",
                                 out.string(), "--grace-s", "10", "--progress-s", "1"},
                                out.string() + ".log");
     if (interrupt_after > 0) {
-      for (int i = 0; i < 300 && pids(out).size() < interrupt_after; ++i)
+      for (int i = 0; i < 300 && (pids(out).size() < interrupt_after || (training && !all_trained(out))); ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      std::this_thread::sleep_for(std::chrono::seconds(1));
       p.signal(SIGINT);
     }
     const auto code = p.wait_for(std::chrono::seconds(60));
@@ -215,6 +215,16 @@ class NetemRunTest : public ::testing::Test {
       if (e.is_object() && e.value("event", "") == "start") found.push_back(e.value("pid", 0));
     }
     return found;
+  }
+
+  static bool all_trained(const fs::path& out) {
+    for (const char* peer : {"peer-a-0", "peer-a-1", "peer-b-0"}) {
+      std::ifstream f(out / peer / "log.jsonl");
+      std::stringstream ss;
+      ss << f.rdbuf();
+      if (ss.str().find("\"event\":\"round\"") == std::string::npos) return false;
+    }
+    return true;
   }
 
   static void expect_gone(const std::vector<int>& started) {
@@ -258,7 +268,7 @@ TEST_F(NetemRunTest, CtrlCStopsEverythingAndWritesTheReport) {
 TEST_F(NetemRunTest, ThreePeersTrainThroughTheRelay) {
   if (!node_works_) GTEST_SKIP() << "`murmur node` is not built yet (its --help lacks --dial-via)";
   const fs::path out = dir_->path() / "gossip";
-  const auto [code, started] = run(scenario("gossip", "gossip", "", 200), out, 0);
+  const auto [code, started] = run(scenario("gossip", "gossip", "", 600), out, 0);
   EXPECT_EQ(code, 0) << log(out);
   EXPECT_EQ(started.size(), 3u);
   expect_gone(started);
@@ -283,7 +293,7 @@ TEST_F(NetemRunTest, ThreePeersTrainThroughTheRelay) {
 TEST_F(NetemRunTest, CtrlCStopsTrainingPeers) {
   if (!node_works_) GTEST_SKIP() << "`murmur node` is not built yet (its --help lacks --dial-via)";
   const fs::path out = dir_->path() / "local-interrupted";
-  const auto [code, started] = run(scenario("local-interrupted", "local", "", 1000000), out, 3);
+  const auto [code, started] = run(scenario("local-interrupted", "local", "", 1000000), out, 3, true);
   EXPECT_EQ(code, 0) << log(out);
   EXPECT_EQ(started.size(), 3u) << log(out);
   expect_gone(started);

@@ -112,9 +112,11 @@ TEST(Protocol, TrainingMessagesRoundTrip) {
   Rand r;
   for (int it = 0; it < 50; ++it) {
     const g::TrainMessage m =
-        it % 3 == 2 ? g::TrainMessage{g::RingSegment{r.u64(), uint32_t(r.rng()), r.bytes(it == 2 ? 0 : 5000)}}
-                    : g::TrainMessage{
-                          g::Delta{r.u64(), uint32_t(r.rng()), bool(it & 1), r.bytes(it == 0 ? 0 : 5000)}};
+        it % 7 == 6 ? g::TrainMessage{g::ResyncRequest{r.u64()}}
+        : it % 3 == 2
+            ? g::TrainMessage{g::RingSegment{r.u64(), uint32_t(r.rng()), r.bytes(it == 2 ? 0 : 5000)}}
+            : g::TrainMessage{
+                  g::Delta{r.u64(), uint32_t(r.rng()), bool(it & 1), r.bytes(it == 0 ? 0 : 5000)}};
     const auto got = decode_train(encode_train(m));
     ASSERT_TRUE(got) << got.error;
     EXPECT_EQ(*got.value, m);
