@@ -467,7 +467,7 @@ json PeerTraining::run() {
     const double wait_before = wait_s_;
     model_->read_params(start_);
     const int64_t steps_before = trainer_.steps_done();
-    inner_steps(a_.algo == "allreduce" ? a_.inner_steps : a_.inner_steps);
+    inner_steps(a_.inner_steps);
     if (trainer_.steps_done() == steps_before) continue;  // interrupted before a step
     if (a_.algo == "gossip") gossip_round();
     if (a_.algo == "diloco") diloco_round();
