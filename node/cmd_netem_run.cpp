@@ -43,17 +43,6 @@ struct RunArgs {
 };
 
 // The long flag names of `murmur node`: the keys a scenario's [training] may use.
-std::set<std::string> node_flag_names() {
-  CLI::App app;
-  PeerArgs unused;
-  add_peer_options(app, unused);
-  std::set<std::string> names;
-  for (const CLI::Option* o : app.get_options()) {
-    for (const std::string& n : o->get_lnames()) names.insert(n);
-  }
-  return names;
-}
-
 // Parses run.toml as `murmur node` will, so a bad value stops the run before any peer starts.
 void check_node_values(const fs::path& run_toml, const std::string& source) {
   std::string prog = "murmur", flag = "--config", file = run_toml.string();
@@ -143,7 +132,7 @@ class ScenarioRun {
 
 void ScenarioRun::prepare() {
   const std::string source = fs::path(a_.scenario).filename().string();
-  config_ = netem::training_run_config(s_, node_flag_names(), source);
+  config_ = netem::training_run_config(s_, peer_flag_names(), source);
   if (!a_.algo.empty()) config_.algo = a_.algo;
   if (a_.base_tokens_per_s >= 0) config_.base_tokens_per_s = a_.base_tokens_per_s;
   fs::create_directories(out_);

@@ -119,8 +119,9 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
                  "With --round-budget-s: candidate codecs, fine to coarse, separated by ';'")
       ->capture_default_str()
       ->group(algo);
-  cmd.add_option("--clip-radius", a.clip_radius,
-                 "Robust aggregation: clip each neighbour's pull (theta_j - theta_i) to this L2 norm (0 = off)")
+  cmd.add_option(
+         "--clip-radius", a.clip_radius,
+         "Robust aggregation: clip each neighbour's pull (theta_j - theta_i) to this L2 norm (0 = off)")
       ->check(CLI::NonNegativeNumber)
       ->group(algo);
   cmd.add_option("--degree", a.degree, "Target number of neighbour links")
@@ -152,6 +153,16 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber)
       ->group(algo);
+}
+
+std::set<std::string> peer_flag_names() {
+  CLI::App app;
+  PeerArgs unused;
+  add_peer_options(app, unused);
+  std::set<std::string> names;
+  for (const CLI::Option* o : app.get_options())
+    for (const std::string& n : o->get_lnames()) names.insert(n);
+  return names;
 }
 
 void validate_peer_args(const PeerArgs& a) {

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,8 @@ struct PeerArgs {
 
 // Registers every flag of PeerArgs on `cmd` (with --help text and validation).
 void add_peer_options(CLI::App& cmd, PeerArgs& a);
+// The long names of every `murmur node` flag (for checking run files' keys).
+std::set<std::string> peer_flag_names();
 // Cross-field checks after parsing; throws std::invalid_argument naming the flag.
 void validate_peer_args(const PeerArgs& a);
 

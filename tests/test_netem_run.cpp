@@ -22,22 +22,11 @@ namespace netem = murmur::netem;
 
 namespace {
 
-std::set<std::string> node_flags() {
-  CLI::App app;
-  murmur::PeerArgs unused;
-  murmur::add_peer_options(app, unused);
-  std::set<std::string> names;
-  for (const CLI::Option* o : app.get_options()) {
-    for (const std::string& n : o->get_lnames()) names.insert(n);
-  }
-  return names;
-}
-
 std::string config_error(const std::string& training) {
   const netem::Scenario s = netem::parse_scenario("name = \"t\"\nduration = \"1min\"\n[training]\n" +
                                                   training + "[[site]]\nname = \"a\"\npeers = 2\n");
   try {
-    netem::training_run_config(s, node_flags(), "t.toml");
+    netem::training_run_config(s, murmur::peer_flag_names(), "t.toml");
   } catch (const std::invalid_argument& e) {
     return e.what();
   }
@@ -69,7 +58,7 @@ TEST(NetemRunConfig, TrainingBecomesNodeFlags) {
       "name = \"t\"\nduration = \"1min\"\n[training]\npreset = \"tiny\"\ndata = \"some/data\"\n"
       "inner-steps = 50\nouter-lr = 0.7\nalgo = \"diloco\"\nbase_tokens_per_s = 500\n"
       "[[site]]\nname = \"a\"\npeers = 2\ncompute = [1.0, 0.5]\n");
-  const netem::RunConfig rc = netem::training_run_config(s, node_flags(), "t.toml");
+  const netem::RunConfig rc = netem::training_run_config(s, murmur::peer_flag_names(), "t.toml");
   EXPECT_EQ(rc.algo, "diloco");
   EXPECT_DOUBLE_EQ(rc.base_tokens_per_s, 500);
   EXPECT_FALSE(rc.has_expect_peers);
@@ -101,7 +90,8 @@ TEST(NetemRunConfig, UnknownKeysAreNamed) {
 TEST(NetemRunConfig, ShippedScenariosUseNodeFlags) {
   for (const auto& f : fs::directory_iterator(fs::path(murmur::test::source_dir()) / "netem/scenarios")) {
     const netem::Scenario s = netem::load_scenario(f.path());
-    EXPECT_NO_THROW(netem::training_run_config(s, node_flags(), f.path().filename().string())) << f.path();
+    EXPECT_NO_THROW(netem::training_run_config(s, murmur::peer_flag_names(), f.path().filename().string()))
+        << f.path();
   }
 }
 
