@@ -57,7 +57,7 @@ void verify_manifest(const fs::path& dir) {
     throw std::runtime_error("checkpoint '" + dir.string() + "' has format version " +
                              manifest.value("version", json(0)).dump() + "; this build reads version " +
                              std::to_string(kFormatVersion));
-  for (const auto& [name, info] : manifest["files"].items()) {
+  for (const auto& [name, info] : manifest.at("files").items()) {
     const fs::path p = dir / name;
     if (!fs::exists(p)) throw std::runtime_error("checkpoint file '" + p.string() + "' is missing");
     if (!info.is_object() || !info.contains("bytes") || !info.contains("sha256"))
@@ -208,7 +208,9 @@ CheckpointData load_checkpoint(const fs::path& path, bool need_optimizer) {
   if (murmur_ckpt) {
     ck.state = parse_json_file(dir / kStateFile);
     // Sidecars beyond the standard files: the manifest listed and verified them.
-    for (const auto& [name, info] : parse_json_file(dir / kManifest)["files"].items()) {
+    // The manifest must outlive the loop (a range-for keeps only its last temporary).
+    const json manifest = parse_json_file(dir / kManifest);
+    for (const auto& [name, info] : manifest.at("files").items()) {
       if (is_standard_file(name)) continue;
       if (!plain_file_name(name))
         throw std::runtime_error("'" + (dir / kManifest).string() + "' lists a bad file name '" + name + "'");
