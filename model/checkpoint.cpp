@@ -48,8 +48,9 @@ bool is_standard_file(const std::string& name) {
          name == kManifest;
 }
 
-void verify_manifest(const fs::path& dir) {
-  const json manifest = parse_json_file(dir / kManifest);
+// Returns the manifest once every file it lists matches its size and digest.
+json verify_manifest(const fs::path& dir) {
+  json manifest = parse_json_file(dir / kManifest);
   if (!manifest.is_object() || manifest.value("format", "") != "murmur-checkpoint" ||
       !manifest.contains("files") || !manifest["files"].is_object())
     throw std::runtime_error("'" + (dir / kManifest).string() + "' is not a Murmur checkpoint manifest");
@@ -69,6 +70,7 @@ void verify_manifest(const fs::path& dir) {
     if (sha256_file(p) != info["sha256"].get<std::string>())
       throw std::runtime_error("checkpoint file '" + p.string() + "' fails its SHA-256 check (corrupt)");
   }
+  return manifest;
 }
 
 }  // namespace
@@ -185,8 +187,9 @@ fs::path resolve_checkpoint(const fs::path& path) {
 CheckpointData load_checkpoint(const fs::path& path, bool need_optimizer) {
   const fs::path dir = resolve_checkpoint(path);
   const bool murmur_ckpt = fs::exists(dir / kManifest);
+  json manifest;
   if (murmur_ckpt)
-    verify_manifest(dir);
+    manifest = verify_manifest(dir);
   else if (need_optimizer)
     throw std::runtime_error("'" + dir.string() + "' has no " + kManifest +
                              ": not a resumable Murmur checkpoint");
@@ -208,8 +211,6 @@ CheckpointData load_checkpoint(const fs::path& path, bool need_optimizer) {
   if (murmur_ckpt) {
     ck.state = parse_json_file(dir / kStateFile);
     // Sidecars beyond the standard files: the manifest listed and verified them.
-    // The manifest must outlive the loop (a range-for keeps only its last temporary).
-    const json manifest = parse_json_file(dir / kManifest);
     for (const auto& [name, info] : manifest.at("files").items()) {
       if (is_standard_file(name)) continue;
       if (!plain_file_name(name))
