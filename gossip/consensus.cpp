@@ -114,6 +114,18 @@ ReceiveResult Consensus::reject(Link& link, ReceiveStatus status, std::string re
   return ReceiveResult{status, false, true, std::move(reason)};
 }
 
+bool Consensus::on_control(const PeerId& peer, uint64_t seq) {
+  auto it = links_.find(peer);
+  if (it == links_.end() || seq < it->second.next_seq || seq == UINT64_MAX) return false;
+  Link& l = it->second;
+  const bool gap = seq > l.next_seq;
+  l.next_seq = seq + 1;
+  if (!gap) return false;
+  ++counters_.gaps;
+  l.synced = false;
+  return true;
+}
+
 ReceiveResult Consensus::on_delta(const PeerId& peer, uint64_t seq, const Delta& delta) {
   auto it = links_.find(peer);
   if (it == links_.end()) return {ReceiveStatus::no_link, false, false, "no link to this peer"};

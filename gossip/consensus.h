@@ -124,6 +124,10 @@ class Consensus {
   // A Delta from `peer` with its per-link sequence number (from 0 per link epoch).
   // Never throws for bad input: the result says what happened.
   ReceiveResult on_delta(const PeerId& peer, uint64_t seq, const Delta& delta);
+  // Another message of the link's sequence (a ResyncRequest) took number `seq`, so the next delta
+  // follows it without a gap. Returns true when a message before it was lost: the copy is invalid
+  // and the caller asks for a snapshot.
+  bool on_control(const PeerId& peer, uint64_t seq);
 
   // θ += γ Σ_j w_ij clip(θ̂_j − θ̂_i) over the synced links.
   MixReport mix(std::span<float> theta);

@@ -106,6 +106,8 @@ std::vector<PeerInfo> Membership::members() const {
   std::vector<PeerInfo> out;
   for (const auto& [id, m] : members_)
     if (!gone(m.state)) out.push_back(m.info);
+  std::sort(out.begin(), out.end(),
+            [](const PeerInfo& a, const PeerInfo& b) { return IdLess{}(a.id, b.id); });
   return out;
 }
 
@@ -245,18 +247,55 @@ void Membership::run_probe(Millis now) {
   }
 }
 
-void Membership::run_suspicions(Millis now) {
-  std::vector<PeerInfo> expired;
-  for (const auto& [id, m] : members_) {
-    if (m.state == PeerState::suspect && now >= m.since + cfg_.suspicion_timeout) expired.push_back(m.info);
-    if (gone(m.state) && now >= m.since + cfg_.dead_retention) expired.push_back(m.info);
+Millis Membership::expiry(const Member& m) const {
+  if (m.state == PeerState::suspect) return m.since + cfg_.suspicion_timeout;
+  if (gone(m.state)) return m.since + cfg_.dead_retention;
+  return std::numeric_limits<Millis>::max();
+}
+
+std::vector<Membership::Member*>* Membership::list_of(PeerState s) {
+  return s == PeerState::alive ? &alive_ : s == PeerState::dead ? &dead_ : nullptr;
+}
+
+void Membership::set_state(Member& m, PeerState state, Millis now) {
+  const PeerState before = m.state;
+  m.state = state;
+  m.since = now;
+  live_count_ += !gone(state);
+  live_count_ -= !gone(before);
+  if (before != state) {
+    if (std::vector<Member*>* from = list_of(before)) {  // swap-remove
+      Member* last = from->back();
+      (*from)[m.listed_at] = last;
+      last->listed_at = m.listed_at;
+      from->pop_back();
+    }
+    if (std::vector<Member*>* to = list_of(state)) {
+      m.listed_at = to->size();
+      to->push_back(&m);
+    }
   }
-  for (const PeerInfo& p : expired) {
-    if (members_.at(p.id).state == PeerState::suspect) {
+  if (state != PeerState::alive) expiries_.push({expiry(m), m.info.id});
+}
+
+void Membership::forget(const PeerId& id) {
+  auto it = members_.find(id);
+  if (it == members_.end()) return;
+  set_state(it->second, PeerState::left, it->second.since);  // off the lists and counts
+  members_.erase(it);
+}
+
+void Membership::run_suspicions(Millis now) {
+  while (!expiries_.empty() && expiries_.top().first <= now) {
+    const auto [at, id] = expiries_.top();
+    expiries_.pop();
+    auto it = members_.find(id);
+    if (it == members_.end() || expiry(it->second) != at) continue;  // stale: the member moved on
+    if (it->second.state == PeerState::suspect) {
       ++counters_.deaths;
-      apply({p, PeerState::dead}, now, true);
+      apply({it->second.info, PeerState::dead}, now, true);
     } else {
-      members_.erase(p.id);
+      forget(id);
     }
   }
 }
@@ -280,16 +319,16 @@ void Membership::apply(const MemberUpdate& u, Millis now, bool spread) {
         if (gone(m->second.state) && (oldest == members_.end() || m->second.since < oldest->second.since))
           oldest = m;
       if (oldest == members_.end()) return;
-      members_.erase(oldest);
+      forget(PeerId(oldest->first));
     }
-    it = members_.emplace(u.peer.id, Member{u.peer, u.state, now}).first;
+    it = members_.emplace(u.peer.id, Member{u.peer}).first;  // state left until set_state
   }
   Member& m = it->second;
   const PeerState before = known ? m.state : PeerState::left;
   m.info = u.peer;
-  m.since = now;  // also a suspicion at a higher incarnation: a new suspicion, a new deadline
-  if (!known || m.state != u.state) {
-    m.state = u.state;
+  // Also a suspicion at a higher incarnation: a new suspicion, a new deadline.
+  set_state(m, u.state, now);
+  if (!known || before != u.state) {
     if (known || !gone(u.state)) actions_.push_back(MemberEvent{m.info, m.state});
   }
   // Whoever starts suspecting a peer tells it at once: the Ack to that Ping carries
@@ -300,7 +339,13 @@ void Membership::apply(const MemberUpdate& u, Millis now, bool spread) {
     if (links_.count(u.peer.id)) close_link(u.peer.id, true);
     pending_links_.erase(u.peer.id);
   }
-  if (spread) broadcasts_[u.peer.id] = Broadcast{u, 0};
+  if (spread) {
+    auto [b, fresh] = broadcasts_.try_emplace(u.peer.id);
+    if (!fresh) by_sent_[size_t(b->second.sent)].erase(b->second.queued);
+    b->second.update = u;
+    b->second.sent = 0;
+    queue_broadcast(b->second);
+  }
 }
 
 void Membership::refute(uint64_t incarnation) {
@@ -321,20 +366,31 @@ std::vector<MemberUpdate> Membership::piggyback(const PeerId& to) {
   std::vector<MemberUpdate> out{{self_, PeerState::alive}};
   if (auto it = members_.find(to); it != members_.end() && it->second.state != PeerState::alive)
     out.push_back({it->second.info, it->second.state});
-  const size_t live_count = members().size();
-  const int limit = cfg_.retransmit_mult * static_cast<int>(std::ceil(std::log2(live_count + 2.0)));
-  std::vector<std::map<PeerId, Broadcast>::iterator> queue;
-  for (auto it = broadcasts_.begin(); it != broadcasts_.end(); ++it)
-    if (it->first != to) queue.push_back(it);
+  const int limit = cfg_.retransmit_mult * static_cast<int>(std::ceil(std::log2(double(live_count_) + 2.0)));
   const size_t room = static_cast<size_t>(cfg_.max_piggyback) - out.size();
-  const size_t take = std::min(queue.size(), room);
-  std::partial_sort(queue.begin(), queue.begin() + static_cast<ptrdiff_t>(take), queue.end(),
-                    [](const auto& a, const auto& b) { return a->second.sent < b->second.sent; });
-  for (size_t i = 0; i < take; ++i) {
-    out.push_back(queue[i]->second.update);
-    if (++queue[i]->second.sent >= limit) broadcasts_.erase(queue[i]);
+  std::vector<PeerId> taken;
+  for (const std::list<PeerId>& bucket : by_sent_) {
+    for (const PeerId& id : bucket) {
+      if (taken.size() == room) break;
+      if (id != to) taken.push_back(id);
+    }
+  }
+  for (const PeerId& id : taken) {
+    auto b = broadcasts_.find(id);
+    out.push_back(b->second.update);
+    by_sent_[size_t(b->second.sent)].erase(b->second.queued);
+    if (++b->second.sent >= limit)
+      broadcasts_.erase(b);
+    else
+      queue_broadcast(b->second);
   }
   return out;
+}
+
+void Membership::queue_broadcast(Broadcast& b) {
+  if (by_sent_.size() <= size_t(b.sent)) by_sent_.resize(size_t(b.sent) + 1);
+  std::list<PeerId>& bucket = by_sent_[size_t(b.sent)];
+  b.queued = bucket.insert(bucket.end(), b.update.peer.id);
 }
 
 // -- membership timers ---------------------------------------------------------------
@@ -342,7 +398,7 @@ std::vector<MemberUpdate> Membership::piggyback(const PeerId& to) {
 void Membership::run_join(Millis now) {
   if (join_addrs_.empty() || now < next_join_) return;
   // Retry until welcomed, and again whenever we have lost every live member.
-  if (joined_ && !members().empty()) return;
+  if (joined_ && live_count_ > 0) return;
   for (const std::string& addr : join_addrs_) {
     actions_.push_back(SendToAddr{addr, Hello{self_}});
     ++counters_.messages_out;
@@ -364,10 +420,7 @@ void Membership::run_sampling(Millis now) {
   // partition; a Hello makes each side tell the other it is dead, both refute.
   if (now >= next_rejoin_) {
     next_rejoin_ = now + cfg_.rejoin_interval;
-    std::vector<const PeerInfo*> dead;
-    for (const auto& [id, m] : members_)
-      if (m.state == PeerState::dead) dead.push_back(&m.info);
-    if (!dead.empty()) send(*dead[rng_.below(dead.size())], Hello{self_});
+    if (!dead_.empty()) send(dead_[rng_.below(dead_.size())]->info, Hello{self_});
   }
 }
 
@@ -464,9 +517,8 @@ void Membership::run_links(Millis now) {
   const size_t want = static_cast<size_t>(cfg_.target_degree) + (retiring ? 1 : 0);
   if (links_.size() + pending_links_.size() >= want) return;
   std::vector<const Member*> candidates;
-  for (const auto& [id, m] : members_)
-    if (m.state == PeerState::alive && !links_.count(id) && !pending_links_.count(id))
-      candidates.push_back(&m);
+  for (const Member* m : alive_)
+    if (!links_.count(m->info.id) && !pending_links_.count(m->info.id)) candidates.push_back(m);
   for (size_t need = want - links_.size() - pending_links_.size(); need > 0 && !candidates.empty(); --need) {
     const size_t pick = rng_.below(candidates.size());
     const Member* m = candidates[pick];
@@ -507,14 +559,27 @@ const Membership::Member* Membership::live(const PeerId& id) const {
 
 // Up to k distinct live members (alive ones only), chosen uniformly.
 std::vector<PeerInfo> Membership::sample(size_t k, const PeerId* exclude) {
-  std::vector<const PeerInfo*> pool;
-  for (const auto& [id, m] : members_)
-    if (m.state == PeerState::alive && (exclude == nullptr || id != *exclude)) pool.push_back(&m.info);
-  k = std::min(k, pool.size());
+  const size_t n = alive_.size();
   std::vector<PeerInfo> out;
+  auto excluded = [&](const Member* m) { return exclude != nullptr && m->info.id == *exclude; };
+  if (k * 4 < n) {
+    // Few of many: draw indices until k distinct ones (expected O(k) draws, no scan of the table).
+    std::vector<size_t> picked;
+    while (out.size() < k) {
+      const size_t i = rng_.below(n);
+      if (excluded(alive_[i]) || std::find(picked.begin(), picked.end(), i) != picked.end()) continue;
+      picked.push_back(i);
+      out.push_back(alive_[i]->info);
+    }
+    return out;
+  }
+  std::vector<const Member*> pool;
+  for (const Member* m : alive_)
+    if (!excluded(m)) pool.push_back(m);
+  k = std::min(k, pool.size());
   for (size_t i = 0; i < k; ++i) {
     std::swap(pool[i], pool[i + rng_.below(pool.size() - i)]);
-    out.push_back(*pool[i]);
+    out.push_back(pool[i]->info);
   }
   return out;
 }

@@ -9,9 +9,13 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
+#include <list>
 #include <map>
 #include <optional>
+#include <queue>
 #include <string>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -97,6 +101,10 @@ class Membership {
   // higher one, e.g. from the wall clock), so the swarm re-admits it. `seed`
   // drives every random choice: equal inputs give equal outputs.
   Membership(PeerInfo self, MembershipConfig cfg, uint64_t seed);
+  Membership(const Membership&) = delete;  // alive_ points into members_
+  Membership& operator=(const Membership&) = delete;
+  Membership(Membership&&) = default;  // a moved hash map keeps its nodes
+  Membership& operator=(Membership&&) = default;
 
   // Sends Hello to `addr` now and every join_retry until some Welcome arrives;
   // the addresses are kept (at most kMaxJoinAddrs) and retried whenever this
@@ -127,14 +135,37 @@ class Membership {
   static constexpr size_t kMaxJoinAddrs = 16;
 
  private:
+  // The order of std::less on ids, eight bytes at a time: the tables are searched on every message.
+  struct IdLess {
+    bool operator()(const PeerId& a, const PeerId& b) const {
+      for (size_t i = 0; i < a.size(); i += 8) {
+        uint64_t x = 0, y = 0;
+        for (size_t k = 0; k < 8; ++k) {
+          x = x << 8 | a[i + k];
+          y = y << 8 | b[i + k];
+        }
+        if (x != y) return x < y;
+      }
+      return false;
+    }
+  };
+  struct IdHash {  // ids are public keys: their bytes are already uniform
+    size_t operator()(const PeerId& id) const {
+      uint64_t h = 0;
+      for (size_t k = 0; k < 8; ++k) h = h << 8 | id[k];
+      return static_cast<size_t>(mix64(h ^ 0x6d656d6265727321ULL));
+    }
+  };
   struct Member {
     PeerInfo info;
-    PeerState state = PeerState::alive;
-    Millis since = 0;  // when it entered `state`: suspicion deadline, tombstone age
+    PeerState state = PeerState::left;  // set_state() moves it
+    Millis since = 0;                   // when it entered `state`: suspicion deadline, tombstone age
+    size_t listed_at = 0;               // index in alive_ or dead_, per its state
   };
   struct Broadcast {
     MemberUpdate update;
     int sent = 0;
+    std::list<PeerId>::iterator queued;  // in by_sent_[sent]
   };
   struct Probe {
     PeerId target{};
@@ -198,13 +229,27 @@ class Membership {
   void ignore() { ++counters_.messages_ignored; }
   const Member* live(const PeerId& id) const;
   std::vector<PeerInfo> sample(size_t k, const PeerId* exclude);
+  // Every state change goes through here: it keeps the counts and the alive_/dead_ lists that let
+  // the timers and sampling run in time independent of the swarm's size (the simulator runs 10,000
+  // peers). forget() is the one way out of members_.
+  void set_state(Member& m, PeerState state, Millis now);
+  void forget(const PeerId& id);
+  std::vector<Member*>* list_of(PeerState s);
+  void queue_broadcast(Broadcast& b);
+  Millis expiry(const Member& m) const;  // when run_suspicions acts on m (suspect, dead, left)
   Millis jittered(Millis mean);
 
   PeerInfo self_;
   MembershipConfig cfg_;
   SplitMix64 rng_;
-  std::map<PeerId, Member> members_;
-  std::map<PeerId, Broadcast> broadcasts_;
+  std::unordered_map<PeerId, Member, IdHash> members_;  // nodes stay put: alive_ points at them
+  std::vector<Member*> alive_, dead_;  // members in those states, in no order (map nodes do not move)
+  size_t live_count_ = 0;              // alive or suspect
+  // (when, id): a suspicion or tombstone that ends then, unless the member changed state since.
+  std::priority_queue<std::pair<Millis, PeerId>, std::vector<std::pair<Millis, PeerId>>, std::greater<>>
+      expiries_;
+  std::unordered_map<PeerId, Broadcast, IdHash> broadcasts_;
+  std::vector<std::list<PeerId>> by_sent_;  // broadcasts_ by times sent, each bucket oldest first
   std::vector<std::string> join_addrs_;
   bool joined_ = false;
   bool leaving_ = false;
@@ -214,8 +259,8 @@ class Membership {
   uint64_t next_seq_ = 1;  // 0 marks Pings whose Ack nobody waits for
   std::optional<Probe> probe_;
   std::vector<Relay> relays_;
-  std::map<PeerId, Link> links_;
-  std::map<PeerId, PendingLink> pending_links_;
+  std::map<PeerId, Link, IdLess> links_;
+  std::map<PeerId, PendingLink, IdLess> pending_links_;
   std::vector<Action> actions_;
   MembershipCounters counters_;
 };

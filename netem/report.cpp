@@ -208,17 +208,19 @@ std::vector<fs::path> plot_report(const fs::path& dir, const Scenario& s, const 
     gp << "\n";
   }
   if (pngs.empty()) return pngs;
-  const fs::path script = dir / "plots.gp";
-  open_out(script) << gp.str();
+  run_gnuplot(dir / "plots.gp", gp.str());
+  return pngs;
+}
+
+void run_gnuplot(const fs::path& script, const std::string& text) {
+  open_out(script) << text;
   // gnuplot reads the script from stdin so no path goes through a shell.
   std::FILE* p = ::popen("gnuplot", "w");
   if (!p) throw std::runtime_error("cannot run gnuplot (install gnuplot-nox)");
-  const std::string text = gp.str();
   const size_t written = std::fwrite(text.data(), 1, text.size(), p);
   const int status = ::pclose(p);
   if (written != text.size() || status != 0)
     throw std::runtime_error("gnuplot failed on " + script.string() + " (is gnuplot-nox installed?)");
-  return pngs;
 }
 
 }  // namespace murmur::netem

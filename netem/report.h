@@ -56,4 +56,8 @@ std::vector<std::filesystem::path> plot_report(const std::filesystem::path& dir,
                                                const std::vector<Route>& routes,
                                                const std::vector<LinkSample>& samples);
 
+// Saves `text` as `script` (so a user can re-run or edit it) and pipes it to gnuplot; throws
+// std::runtime_error when gnuplot is missing or fails.
+void run_gnuplot(const std::filesystem::path& script, const std::string& text);
+
 }  // namespace murmur::netem

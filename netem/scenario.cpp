@@ -174,7 +174,7 @@ void parse_sites(const Reader& r, const toml::table& root, Scenario& s) {
     }
     const toml::node* peers = t.get("peers");
     if (!peers) r.fail(&t, path + ".peers", "missing");
-    const size_t n = size_t(r.number(*peers, path + ".peers", 0, 256));
+    const size_t n = size_t(r.number(*peers, path + ".peers", 0, kMaxScenarioPeers));
     if (double(n) != *peers->value<double>()) r.fail(peers, path + ".peers", "must be a whole number");
     std::vector<double> compute(n, 1.0);
     if (const toml::node* c = t.get("compute")) {

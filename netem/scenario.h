@@ -14,6 +14,11 @@
 
 namespace murmur::netem {
 
+// Bounds of a scenario: the simulator takes swarms this large; `murmur netem run` starts at most
+// kMaxRunPeers processes.
+inline constexpr size_t kMaxScenarioPeers = 10000;  // per site
+inline constexpr size_t kMaxRunPeers = 128;
+
 struct ScenarioPeer {
   std::string name;      // "<site>-<i>", i from 0
   size_t site = 0;       // index into Scenario::sites

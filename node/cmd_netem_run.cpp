@@ -132,6 +132,10 @@ class ScenarioRun {
 
 void ScenarioRun::prepare() {
   const std::string source = fs::path(a_.scenario).filename().string();
+  if (s_.peers.size() > netem::kMaxRunPeers)
+    throw std::invalid_argument(
+        source + ": " + std::to_string(s_.peers.size()) + " peers; `murmur netem run` starts at most " +
+        std::to_string(netem::kMaxRunPeers) + " processes (try `murmur netem simulate`)");
   config_ = netem::training_run_config(s_, peer_flag_names(), source);
   if (!a_.algo.empty()) config_.algo = a_.algo;
   if (a_.base_tokens_per_s >= 0) config_.base_tokens_per_s = a_.base_tokens_per_s;

@@ -1,5 +1,6 @@
 #include "node/net_loop.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "gossip/peer_id.h"
@@ -10,6 +11,7 @@ using gossip::Millis;
 
 // Payloads handed to the transport per peer at a time (within its max_queued_payloads).
 constexpr size_t kTransportQueue = 2;
+constexpr gossip::Millis kLeaveDrainMs = 5000;  // most a leaving peer waits for its payloads to go out
 
 namespace {
 const char* state_name(gossip::PeerState s) {
@@ -99,6 +101,13 @@ void NetLoop::send_payloads() {
   }
 }
 
+bool NetLoop::payloads_queued() const {
+  if (!pending_.empty()) return true;
+  const std::vector<gossip::PeerInfo> members = membership_.members();
+  return std::any_of(members.begin(), members.end(),
+                     [&](const gossip::PeerInfo& m) { return transport_.queued_payloads(m.id) > 0; });
+}
+
 void NetLoop::publish(double elapsed_s) {
   const node::TransportCounters& c = transport_.counters();
   NetView v;
@@ -134,6 +143,14 @@ void NetLoop::run() {
       std::fflush(stdout);
       next_status = now + static_cast<Millis>(opt_.status_every_s * 1000);
     }
+  }
+  // Let the last deltas reach the neighbours first: Bye and LinkClose go on the control connection and
+  // would overtake payloads still queued, and a neighbour would then mix without this peer's last round.
+  const Millis drain_until = now_ms() + kLeaveDrainMs;
+  while (now_ms() < drain_until && payloads_queued()) {
+    for (const node::Incoming& in : transport_.poll(std::chrono::milliseconds(10))) handle(in, now_ms());
+    membership_.tick(now_ms());
+    carry_out(now_ms());
   }
   // Leave gracefully, and give queued messages a moment to go out.
   membership_.leave(now_ms());

@@ -9,8 +9,8 @@
 
 #include <chrono>
 #include <deque>
-#include <map>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -41,6 +41,7 @@ class NetLoop {
   void handle(const node::Incoming& in, gossip::Millis now);
   void send_payloads();
   void carry_out(gossip::Millis now);
+  bool payloads_queued() const;  // this peer still has payloads to send to a neighbour
   void publish(double elapsed_s);
   gossip::Millis now_ms() const;
 

@@ -90,6 +90,8 @@ class PeerTraining {
   void drain_events(Clock::time_point deadline);
   void on_event(TrainEvent& e);
   void on_link(const LinkEvent& e);
+  struct Link;
+  void request_snapshot(Link& l);
   void on_payload(InPayload& p);
   void adopt(const PeerId& from, const gossip::Delta& snapshot);
   // A joiner's first wait: for a neighbour's snapshot, to adopt a running swarm's state.
@@ -111,6 +113,7 @@ class PeerTraining {
     uint64_t send_seq = 0;
     int64_t last_round = -1;  // newest round of theirs applied to θ̂_j
     bool resync_pending = false;
+    bool closing = false;  // went down after sending this round's delta: mixes once more, then goes
   };
 
   const PeerArgs& a_;
@@ -208,8 +211,17 @@ void PeerTraining::inner_steps(int64_t count) {
 
 void PeerTraining::on_link(const LinkEvent& e) {
   if (!e.up) {
+    auto it = links_.find(e.peer.id);
+    if (it == links_.end() || it->second.epoch != e.epoch) return;
+    // A neighbour that leaves right after its round (its last one, typically) has already mixed
+    // with our public copy: keep its copy for our mix of that round, or the pair's exchange would
+    // be one-sided and the swarm's average would move.
+    if (it->second.last_round >= static_cast<int64_t>(round_)) {
+      it->second.closing = true;
+      return;
+    }
     consensus_.link_down(e.peer.id);
-    links_.erase(e.peer.id);
+    links_.erase(it);
     return;
   }
   consensus_.link_up(e.peer.id, e.epoch);
@@ -236,6 +248,7 @@ void PeerTraining::on_payload(InPayload& p) {
   if (it == links_.end() || it->second.epoch != p.epoch) return;  // a link that is gone: stale traffic
   Link& l = it->second;
   if (std::holds_alternative<gossip::ResyncRequest>(msg)) {
+    if (consensus_.on_control(p.from, p.seq)) request_snapshot(l);
     mailbox_.push_send(
         OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(consensus_.make_snapshot(round_))});
     ++resyncs_served_;
@@ -256,14 +269,17 @@ void PeerTraining::on_payload(InPayload& p) {
     ++rejected_;
     log_.write({{"event", "rejected"}, {"peer", gossip::short_name(p.from)}, {"reason", r.reason}});
   }
-  // Our mirror of θ̂_j is invalid: ask for a snapshot once (deltas are dropped
-  // until it arrives; a lost request heals when membership re-samples the link).
-  if (r.resync && !l.resync_pending) {
-    l.resync_pending = true;
-    mailbox_.push_send(
-        OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(gossip::ResyncRequest{round_})});
-  }
+  if (r.resync) request_snapshot(l);
   if (r.accepted && d.snapshot) l.resync_pending = false;
+}
+
+// Our mirror of θ̂_j is invalid: ask for a snapshot once (deltas are dropped until it arrives; a lost
+// request heals when membership re-samples the link).
+void PeerTraining::request_snapshot(Link& l) {
+  if (l.resync_pending) return;
+  l.resync_pending = true;
+  mailbox_.push_send(
+      OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(gossip::ResyncRequest{round_})});
 }
 
 void PeerTraining::adopt(const PeerId& from, const gossip::Delta& snapshot) {
@@ -320,7 +336,8 @@ void PeerTraining::gossip_round() {
   }
   const gossip::Delta d = consensus_.make_delta(theta_, round_);
   const std::vector<uint8_t> bytes = node::encode_train(d);
-  for (auto& [id, l] : links_) mailbox_.push_send(OutPayload{l.peer, l.epoch, l.send_seq++, bytes});
+  for (auto& [id, l] : links_)
+    if (!l.closing) mailbox_.push_send(OutPayload{l.peer, l.epoch, l.send_seq++, bytes});
   // Mix with what the neighbours sent for this round, waiting for late ones up
   // to a deadline: nobody waits long for a slow peer (CHOCO tolerates stale θ̂_j).
   const auto wait_start = Clock::now();
@@ -337,6 +354,14 @@ void PeerTraining::gossip_round() {
   wait_s_ += seconds_since(wait_start);
   consensus_.mix(theta_);
   model_->write_params(theta_);
+  for (auto it = links_.begin(); it != links_.end();) {
+    if (!it->second.closing) {
+      ++it;
+      continue;
+    }
+    consensus_.link_down(it->first);
+    it = links_.erase(it);
+  }
 }
 
 void PeerTraining::wait_for_ring() {

@@ -335,6 +335,27 @@ TEST(Consensus, GapAsksForResyncAndASnapshotRepairsTheLink) {
   ASSERT_TRUE(std::ranges::equal(*b.link_copy(pid(0)), a.public_copy()));
 }
 
+// A ResyncRequest travels in the link's sequence too: the delta after it is no gap. (Before
+// on_control, every request made the other side see a gap and ask back, one lost delta a round.)
+TEST(Consensus, ControlMessagesKeepTheSequence) {
+  constexpr size_t n = 128;
+  Consensus a(n, config("int8:block=64", 1.0), 1), b(n, config("int8:block=64", 1.0), 2);
+  const Vec ta = gaussian(n, 1);
+  a.reset_self(ta);
+  a.link_up(pid(1), 3);
+  b.link_up(pid(0), 3);
+  ASSERT_TRUE(b.on_delta(pid(0), 0, a.make_snapshot(0)).accepted);
+  EXPECT_FALSE(b.on_control(pid(0), 1));  // in sequence
+  const g::ReceiveResult r = b.on_delta(pid(0), 2, a.make_delta(gaussian(n, 2), 1));
+  EXPECT_TRUE(r.accepted) << r.reason;
+  EXPECT_EQ(b.counters().gaps, 0u);
+  EXPECT_FALSE(b.on_control(pid(0), 2));  // already seen: ignored
+  // A control message after a lost delta reveals the loss: the copy needs a snapshot.
+  EXPECT_TRUE(b.on_control(pid(0), 4));
+  EXPECT_FALSE(b.link_synced(pid(0)));
+  EXPECT_FALSE(b.on_control(pid(7), 0));  // no link
+}
+
 TEST(Consensus, MetropolisHastingsWeightsUseBothDegrees) {
   // A star: the centre (degree 3) and three leaves (degree 1): w = 1/(1 + 3) on every edge.
   Swarm s(4, 4, config("fp32", 1.0), 9);

@@ -1,0 +1,616 @@
+#include "netem/simulator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <span>
+#include <stdexcept>
+#include <unordered_map>
+#include <variant>
+
+#include "compress/codec.h"
+#include "gossip/outer_optimizer.h"
+#include "model/rng.h"
+#include "netem/runner.h"
+
+namespace murmur::netem {
+
+namespace g = murmur::gossip;
+
+void validate(const SimConfig& c) {
+  auto fail = [](const std::string& what) { throw std::invalid_argument(what); };
+  if (c.objective.dim < 1 || c.objective.dim > (size_t{1} << 24)) fail("dim must be within 1..16777216");
+  if (!(c.objective.heterogeneity >= 0 && c.objective.heterogeneity <= 1e3))
+    fail("heterogeneity must be 0..1000");
+  if (!(c.objective.noise >= 0 && c.objective.noise <= 1e3)) fail("noise must be 0..1000");
+  if (!(c.objective.lr > 0 && c.objective.lr < 2)) fail("lr must be in (0, 2): the curvatures reach 1");
+  if (c.rounds < 1) fail("rounds must be at least 1");
+  if (c.inner_steps < 1) fail("inner-steps must be at least 1");
+  if (!(c.step_s > 0 && c.step_s <= 3600)) fail("step-s must be in (0, 3600]");
+  if (!(c.outer_lr >= 0 && c.outer_lr <= 10)) fail("outer-lr must be within 0..10");
+  if (!(c.outer_momentum >= 0 && c.outer_momentum < 1)) fail("outer-momentum must be in [0, 1)");
+  if (!(c.wait_max_s >= 0 && c.wait_max_s <= 3600)) fail("wait-max-s must be within 0..3600");
+  if (!(c.duration_s >= 0) || !(c.sample_s >= 0)) fail("duration and sample-s must be >= 0");
+  if (!c.message_bytes || !c.delta_bytes) fail("the wire size functions are missing");
+  g::validate(c.membership);
+}
+
+namespace {
+
+using Millis = g::Millis;
+
+constexpr double kLeaveDrainS = 5;  // node/net_loop.cpp's bound on draining payloads before leaving
+
+g::PeerId sim_id(size_t i) {
+  g::PeerId id{};
+  for (size_t b = 0; b < 4; ++b) id[b] = static_cast<uint8_t>(i >> (8 * b));
+  id[31] = 0x5a;  // ids are opaque to the protocol; this keeps them apart from the all-zero id
+  return id;
+}
+size_t sim_index(const g::PeerId& id) {
+  size_t i = 0;
+  for (size_t b = 0; b < 4; ++b) i |= size_t{id[b]} << (8 * b);
+  return i;
+}
+std::string sim_addr(size_t i) { return "sim://" + std::to_string(i); }
+std::optional<size_t> index_of_addr(const std::string& addr, size_t peers) {
+  if (addr.rfind("sim://", 0) != 0) return std::nullopt;
+  try {
+    const size_t i = std::stoul(addr.substr(6));
+    if (i < peers) return i;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+// A training message on a link: a delta or snapshot (shared by all receivers), or a resync request.
+struct TrainMsg {
+  uint64_t epoch = 0, seq = 0;
+  std::shared_ptr<const g::Delta> delta;  // null: a ResyncRequest
+};
+
+enum class Kind : uint8_t { tick, round_done, wait_deadline, leave, deliver, sample, scenario_event };
+
+struct Event {
+  double t = 0;
+  uint64_t order = 0;  // ties break in scheduling order: the simulation is deterministic
+  Kind kind = Kind::tick;
+  uint32_t peer = 0;
+  uint64_t tag = 0;  // round_done / wait_deadline: the peer's generation; deliver: slot; event: index
+  bool operator>(const Event& o) const { return t != o.t ? t > o.t : order > o.order; }
+};
+
+struct InFlight {
+  uint32_t from = 0;
+  std::variant<g::Message, TrainMsg> body;
+};
+
+struct Link {
+  uint64_t epoch = 0, send_seq = 0;
+  int64_t last_round = -1;  // latest round whose delta (or snapshot) arrived
+  bool resync_pending = false;
+  bool closing = false;  // went down after sending this round's delta: mixes once more (as in peer_train)
+};
+
+enum class Phase : uint8_t { off, computing, waiting, done };
+
+struct Peer {
+  size_t site = 0;
+  double compute = 1.0;
+  bool started = false, crashed = false;
+  Phase phase = Phase::off;
+  uint64_t gen = 0;  // bumps on every kill and start: stale timers are ignored
+  uint64_t incarnation = 0;
+  std::unique_ptr<g::Membership> member;
+  std::unique_ptr<g::Consensus> consensus;
+  std::unique_ptr<g::OuterOptimizer> outer;
+  std::vector<float> theta, start;
+  std::map<g::PeerId, Link> links;
+  uint64_t round = 0;
+  bool fresh = true;  // has not trained yet: may adopt a running swarm's state
+  double wait_start = 0, wait_s = 0, link_distance = 0;
+  uint64_t bytes_sent = 0, bytes_received = 0;
+};
+
+struct PairQueue {  // one directed peer pair: its bulk stream and the release times that keep FIFO order
+  double bulk_free = 0, last_bulk = 0, last_control = 0;
+};
+
+class Sim {
+ public:
+  Sim(const Scenario& s, const SimConfig& c, const std::function<void(const SimSample&)>& progress)
+      : s_(s), c_(c), progress_(progress), rng_(mix64(c.seed ^ 0x51a7e5)), peers_(s.peers.size()) {
+    init_objective();
+    const size_t n = s.sites.size();
+    shape_.assign(n, std::vector<LinkProfile>(n));
+    blocked_.assign(n, std::vector<bool>(n, false));
+    for (size_t a = 0; a < n; ++a)
+      for (size_t b = 0; b < n; ++b) shape_[a][b] = s.shape_between(a, b).up;
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      peers_[i].site = s.peers[i].site;
+      peers_[i].compute = s.peers[i].compute;
+    }
+    round_s_ = c.inner_steps * c.step_s;
+    pairs_.reserve(peers_.size() * 16);  // probes and links reach a few dozen others per peer
+  }
+
+  SimResult run() {
+    tick_ms_ = std::max<Millis>(1, c_.membership.probe_interval / 5);
+    size_t first = peers_.size();
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (!s_.peers[i].starts) continue;
+      start_peer(i, first == peers_.size() ? std::vector<size_t>{} : std::vector<size_t>{first});
+      if (first == peers_.size()) first = i;
+    }
+    for (size_t k = 0; k < s_.events.size(); ++k)
+      push(std::chrono::duration<double>(s_.events[k].at).count(), Kind::scenario_event, 0, k);
+    push(tick_ms_ / 1e3, Kind::tick, 0, 0);
+    push(c_.sample_s > 0 ? c_.sample_s : round_s_, Kind::sample, 0, 0);
+    while (!queue_.empty()) {
+      const Event e = queue_.top();
+      if (c_.duration_s > 0 && e.t > c_.duration_s) break;
+      queue_.pop();
+      now_ = e.t;
+      ++result_.events;
+      dispatch(e);
+      if (finished()) break;
+    }
+    take_sample();
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      const Peer& p = peers_[i];
+      result_.peers.push_back({s_.peers[i].name, p.round, p.started ? rel_loss(p.theta) : 1.0, p.bytes_sent,
+                               p.bytes_received, p.wait_s, p.crashed});
+    }
+    result_.virtual_s = now_;
+    return std::move(result_);
+  }
+
+ private:
+  // -- the objective ---------------------------------------------------------------------------------------
+  void init_objective() {
+    const QuadraticObjective& o = c_.objective;
+    const size_t d = o.dim, np = peers_.size();
+    curvature_.resize(d);
+    decay_.resize(d);
+    noise_sd_.resize(d);
+    for (size_t k = 0; k < d; ++k) {
+      curvature_[k] = d == 1 ? 1.0 : 0.1 + 0.9 * double(k) / double(d - 1);
+      // H SGD steps on one coordinate in closed form: e ← (1−ηa)^H e + N(0, η²σ² Σ_t (1−ηa)^{2t}).
+      const double r = 1.0 - o.lr * curvature_[k];
+      decay_[k] = std::pow(r, c_.inner_steps);
+      const double geo = std::abs(1 - r * r) < 1e-12 ? double(c_.inner_steps)
+                                                     : (1 - std::pow(r * r, c_.inner_steps)) / (1 - r * r);
+      noise_sd_[k] = o.lr * o.noise * std::sqrt(geo);
+    }
+    SplitMix64 rng(mix64(c_.seed ^ 0x0b1ec7));
+    std::vector<double> common(d);
+    for (double& v : common) v = rng.normal();
+    target_.assign(np, std::vector<float>(d));
+    optimum_.assign(d, 0.0);
+    for (size_t i = 0; i < np; ++i)
+      for (size_t k = 0; k < d; ++k) {
+        target_[i][k] = static_cast<float>(common[k] + o.heterogeneity * rng.normal());
+        optimum_[k] += target_[i][k] / double(np);
+      }
+    const std::vector<float> x0(d, 0.0f);
+    initial_gap_ = 0;
+    initial_gap_ = std::max(gap(x0), 1e-30);
+  }
+  double gap(std::span<const float> x) const {  // f(x) − f*: the f_i share their curvature
+    double sum = 0;
+    for (size_t k = 0; k < x.size(); ++k) {
+      const double e = x[k] - optimum_[k];
+      sum += 0.5 * curvature_[k] * e * e;
+    }
+    return sum;
+  }
+  double rel_loss(std::span<const float> x) const { return gap(x) / initial_gap_; }
+
+  void local_steps(size_t i) {
+    Peer& p = peers_[i];
+    for (size_t k = 0; k < p.theta.size(); ++k) {
+      const double b = target_[i][k];
+      p.theta[k] = static_cast<float>(b + decay_[k] * (p.theta[k] - b) + noise_sd_[k] * rng_.normal());
+    }
+  }
+
+  // -- the event queue -------------------------------------------------------------------------------------
+  void push(double t, Kind kind, size_t peer, uint64_t tag) {
+    queue_.push(Event{t, order_++, kind, static_cast<uint32_t>(peer), tag});
+  }
+  bool finished() const {
+    return std::all_of(peers_.begin(), peers_.end(),
+                       [](const Peer& p) { return p.phase == Phase::done || p.phase == Phase::off; }) &&
+           !pending_starts_after(now_);
+  }
+  bool pending_starts_after(double t) const {
+    return std::any_of(s_.events.begin(), s_.events.end(), [&](const ScenarioEvent& e) {
+      return (e.kind == EventKind::join || e.kind == EventKind::restart) &&
+             std::chrono::duration<double>(e.at).count() > t;
+    });
+  }
+
+  void dispatch(const Event& e) {
+    switch (e.kind) {
+      case Kind::tick:
+        for (size_t i = 0; i < peers_.size(); ++i) {
+          Peer& p = peers_[i];
+          if (!p.member || p.phase == Phase::off || p.phase == Phase::done) continue;
+          p.member->tick(now_ms());
+          drain_actions(i);
+        }
+        push(now_ + tick_ms_ / 1e3, Kind::tick, 0, 0);
+        break;
+      case Kind::round_done:
+        if (peers_[e.peer].gen == e.tag && peers_[e.peer].phase == Phase::computing) end_local_steps(e.peer);
+        break;
+      case Kind::wait_deadline:
+        if (peers_[e.peer].gen == e.tag && peers_[e.peer].phase == Phase::waiting) mix(e.peer);
+        break;
+      case Kind::leave:
+        if (peers_[e.peer].gen == e.tag && peers_[e.peer].phase == Phase::done) {
+          peers_[e.peer].member->leave(now_ms());
+          drain_actions(e.peer);
+        }
+        break;
+      case Kind::deliver:
+        deliver(e.peer, e.tag);
+        break;
+      case Kind::sample:
+        take_sample();
+        push(now_ + (c_.sample_s > 0 ? c_.sample_s : round_s_), Kind::sample, 0, 0);
+        break;
+      case Kind::scenario_event:
+        apply(s_.events[e.tag]);
+        break;
+    }
+  }
+  Millis now_ms() const { return static_cast<Millis>(std::llround(now_ * 1e3)); }
+
+  // -- the network model -----------------------------------------------------------------------------------
+  // Control messages (membership) go out at once: small, on their own connection. Bulk messages
+  // (training) queue behind each other on the pair's bandwidth. Delay and jitter as in netem/shaper.h:
+  // release = departure + delay + U(−jitter, +jitter), never before the previous release of its stream.
+  void send(size_t from, size_t to, std::variant<g::Message, TrainMsg> body, size_t bytes, bool bulk) {
+    ++result_.messages;
+    if (bulk) {
+      peers_[from].bytes_sent += bytes;
+      train_bytes_ += bytes;
+    } else {
+      membership_bytes_ += bytes;
+    }
+    const size_t a = peers_[from].site, b = peers_[to].site;
+    if (blocked_[a][b]) {
+      ++result_.dropped;
+      return;
+    }
+    const LinkProfile& prof = shape_[a][b];
+    PairQueue& q = pairs_[uint64_t(from) << 32 | to];
+    const double serial = prof.rate_bps == kUnlimited ? 0.0 : double(bytes) * 8.0 / prof.rate_bps;
+    double depart = now_ + serial;
+    if (bulk) {
+      depart = std::max(now_, q.bulk_free) + serial;
+      q.bulk_free = depart;
+    }
+    const double jitter = std::chrono::duration<double>(prof.jitter).count();
+    double release = depart + std::chrono::duration<double>(prof.delay).count() +
+                     (jitter > 0 ? (2 * rng_.uniform() - 1) * jitter : 0.0);
+    double& last = bulk ? q.last_bulk : q.last_control;
+    release = std::max({release, depart, last});
+    last = release;
+    size_t slot;
+    if (free_slots_.empty()) {
+      slot = flight_.size();
+      flight_.emplace_back();
+    } else {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+    }
+    flight_[slot] = InFlight{static_cast<uint32_t>(from), std::move(body)};
+    push(release, Kind::deliver, to, slot);
+  }
+
+  void deliver(size_t to, uint64_t slot) {
+    InFlight m = std::move(flight_[slot]);
+    flight_[slot] = {};
+    free_slots_.push_back(slot);
+    Peer& p = peers_[to];
+    if (!p.member || p.phase == Phase::off) {
+      ++result_.dropped;
+      return;
+    }
+    if (auto* msg = std::get_if<g::Message>(&m.body)) {
+      p.member->on_message(sim_id(m.from), *msg, now_ms());
+      drain_actions(to);
+    } else {
+      on_train(to, m.from, std::get<TrainMsg>(m.body));
+    }
+  }
+
+  void send_train(size_t from, const g::PeerId& to, Link& l, std::shared_ptr<const g::Delta> d) {
+    const size_t bytes = d ? c_.delta_bytes(*d) : c_.delta_bytes(g::Delta{});
+    send(from, sim_index(to), TrainMsg{l.epoch, l.send_seq++, std::move(d)}, bytes, true);
+  }
+  void send_snapshot(size_t i, const g::PeerId& to, Link& l) {
+    Peer& p = peers_[i];
+    send_train(i, to, l, std::make_shared<const g::Delta>(p.consensus->make_snapshot(p.round)));
+  }
+
+  // -- membership ------------------------------------------------------------------------------------------
+  void drain_actions(size_t i) {
+    Peer& p = peers_[i];
+    for (g::Action& a : p.member->take_actions()) {
+      if (auto* s = std::get_if<g::SendTo>(&a)) {
+        const size_t to = sim_index(s->to.id);
+        if (to >= peers_.size()) continue;
+        const size_t bytes = c_.message_bytes(s->msg);
+        send(i, to, std::move(s->msg), bytes, false);
+      } else if (auto* sa = std::get_if<g::SendToAddr>(&a)) {
+        const std::optional<size_t> to = index_of_addr(sa->addr, peers_.size());
+        if (!to) continue;
+        const size_t bytes = c_.message_bytes(sa->msg);
+        send(i, *to, std::move(sa->msg), bytes, false);
+      } else if (auto* up = std::get_if<g::LinkUp>(&a)) {
+        p.consensus->link_up(up->peer.id, up->epoch);
+        Link& l = p.links[up->peer.id];
+        l = Link{up->epoch, 0, -1, false};
+        send_snapshot(i, up->peer.id, l);
+      } else if (auto* down = std::get_if<g::LinkDown>(&a)) {
+        auto it = p.links.find(down->peer);
+        if (it == p.links.end() || it->second.epoch != down->epoch) continue;
+        if (it->second.last_round >= int64_t(p.round)) {
+          it->second.closing = true;
+          continue;
+        }
+        p.consensus->link_down(down->peer);
+        p.links.erase(it);
+        if (p.phase == Phase::waiting && all_in(p)) mix(i);
+      } else if (auto* ev = std::get_if<g::MemberEvent>(&a)) {
+        if (ev->state == g::PeerState::suspect) ++result_.suspicions;
+        if (ev->state == g::PeerState::dead) {
+          ++result_.deaths;
+          const size_t j = sim_index(ev->peer.id);
+          if (j < peers_.size() && peers_[j].phase != Phase::off && peers_[j].phase != Phase::done)
+            ++result_.false_deaths;
+        }
+      }
+    }
+  }
+
+  // -- training (the round of node/peer_train.cpp's gossip, in virtual time) -------------------------------
+  void schedule_round(size_t i) {
+    Peer& p = peers_[i];
+    ++p.gen;  // cancels the timers of the round before
+    p.start = p.theta;
+    p.phase = Phase::computing;
+    push(now_ + round_s_ / p.compute, Kind::round_done, i, p.gen);
+  }
+  void end_local_steps(size_t i) {
+    Peer& p = peers_[i];
+    p.fresh = false;
+    local_steps(i);
+    p.outer->step(p.start, p.theta, float(c_.outer_lr), float(c_.outer_momentum));
+    auto d = std::make_shared<const g::Delta>(p.consensus->make_delta(p.theta, p.round));
+    for (auto& [id, l] : p.links)
+      if (!l.closing) send_train(i, id, l, d);
+    p.phase = Phase::waiting;
+    p.wait_start = now_;
+    if (all_in(p))
+      mix(i);
+    else
+      push(now_ + c_.wait_max_s, Kind::wait_deadline, i, p.gen);
+  }
+  static bool all_in(const Peer& p) {
+    return std::all_of(p.links.begin(), p.links.end(),
+                       [&](const auto& kv) { return kv.second.last_round >= int64_t(p.round); });
+  }
+  void mix(size_t i) {
+    Peer& p = peers_[i];
+    p.wait_s += now_ - p.wait_start;
+    p.consensus->mix(p.theta);
+    std::erase_if(p.links, [&](const auto& kv) {
+      if (kv.second.closing) p.consensus->link_down(kv.first);
+      return kv.second.closing;
+    });
+    p.link_distance = p.consensus->consensus_distance(p.theta);
+    if (++p.round >= uint64_t(c_.rounds)) {
+      // Like NetLoop, leave once the last deltas are out: Bye and LinkClose would overtake them.
+      p.phase = Phase::done;
+      double out = now_;
+      for (const auto& kv : p.links)
+        out = std::max(out, pairs_[uint64_t(i) << 32 | sim_index(kv.first)].last_bulk);
+      push(std::min(out, now_ + kLeaveDrainS), Kind::leave, i, p.gen);
+      return;
+    }
+    schedule_round(i);
+  }
+
+  void on_train(size_t i, size_t from, const TrainMsg& m) {
+    Peer& p = peers_[i];
+    if (p.phase == Phase::done) return;
+    const g::PeerId fid = sim_id(from);
+    auto it = p.links.find(fid);
+    if (it == p.links.end() || it->second.epoch != m.epoch) return;  // a link that is gone
+    Link& l = it->second;
+    const size_t bytes = m.delta ? c_.delta_bytes(*m.delta) : c_.delta_bytes(g::Delta{});
+    p.bytes_received += bytes;
+    if (!m.delta) {
+      if (p.consensus->on_control(fid, m.seq)) request_snapshot(i, fid, l);
+      send_snapshot(i, fid, l);
+      return;
+    }
+    const g::Delta& d = *m.delta;
+    if (d.snapshot && p.fresh) {  // a late joiner takes a running swarm's state (PeerTraining::adopt)
+      p.fresh = false;
+      if (d.round > p.round + 1) adopt(i, d);
+    }
+    const g::ReceiveResult r = p.consensus->on_delta(fid, m.seq, d);
+    if (r.accepted) l.last_round = int64_t(d.round);
+    if (r.resync) request_snapshot(i, fid, l);
+    if (r.accepted && d.snapshot) l.resync_pending = false;
+    if (p.phase == Phase::waiting && all_in(p)) mix(i);
+  }
+  void request_snapshot(size_t i, const g::PeerId& to, Link& l) {
+    if (l.resync_pending) return;
+    l.resync_pending = true;
+    send_train(i, to, l, nullptr);
+  }
+  void adopt(size_t i, const g::Delta& snap) {
+    Peer& p = peers_[i];
+    compress::decode(snap.codec_payload, p.theta);
+    p.consensus->reset_self(p.theta);
+    p.round = snap.round;
+    for (auto& [id, l] : p.links) send_snapshot(i, id, l);
+    if (p.phase == Phase::computing) schedule_round(i);  // restart the round from the adopted state
+  }
+
+  // -- the timeline ----------------------------------------------------------------------------------------
+  void start_peer(size_t i, const std::vector<size_t>& via) {
+    Peer& p = peers_[i];
+    const bool restart = p.started;
+    ++p.incarnation;
+    p.member =
+        std::make_unique<g::Membership>(g::PeerInfo{sim_id(i), sim_addr(i), p.incarnation}, c_.membership,
+                                        mix64(c_.seed * 1000003 + i * 7919 + p.incarnation));
+    p.consensus = std::make_unique<g::Consensus>(c_.objective.dim, c_.consensus, mix64(c_.seed + i));
+    if (!restart) {
+      p.theta.assign(c_.objective.dim, 0.0f);
+      p.outer = std::make_unique<g::OuterOptimizer>(c_.objective.dim);
+    }
+    // A restart resumes its own state (as from a checkpoint taken when it died).
+    p.consensus->reset_self(p.theta);
+    p.links.clear();
+    p.started = true;
+    p.crashed = false;
+    p.fresh = !restart;
+    for (size_t j : via) p.member->join(sim_addr(j), now_ms());
+    drain_actions(i);
+    if (p.round >= uint64_t(c_.rounds)) {
+      p.phase = Phase::done;
+      return;
+    }
+    schedule_round(i);
+  }
+  void kill_peer(size_t i) {
+    Peer& p = peers_[i];
+    if (p.phase == Phase::off || p.phase == Phase::done) return;
+    p.phase = Phase::off;
+    p.crashed = true;
+    ++p.gen;
+    p.member.reset();
+    p.links.clear();
+  }
+  std::vector<size_t> running_contacts() {
+    std::vector<size_t> live;
+    for (size_t j = 0; j < peers_.size(); ++j)
+      if (peers_[j].phase == Phase::computing || peers_[j].phase == Phase::waiting) live.push_back(j);
+    for (size_t k = 0; k < live.size(); ++k) std::swap(live[k], live[k + rng_.below(live.size() - k)]);
+    if (live.size() > g::Membership::kMaxJoinAddrs) live.resize(g::Membership::kMaxJoinAddrs);
+    return live;
+  }
+  void apply(const ScenarioEvent& e) {
+    switch (e.kind) {
+      case EventKind::kill:
+        kill_peer(*e.peer);
+        break;
+      case EventKind::restart:
+      case EventKind::join:
+        if (peers_[*e.peer].phase == Phase::off) start_peer(*e.peer, running_contacts());
+        break;
+      case EventKind::partition:
+      case EventKind::heal:
+      case EventKind::set_link:
+        for (size_t a = 0; a < shape_.size(); ++a)
+          for (size_t b = 0; b < shape_.size(); ++b) {
+            const Route r{0, 0, a, b, {}};
+            if (!route_matches(r, e.sites)) continue;
+            if (e.kind == EventKind::set_link) {
+              if (auto prof = set_link_profile(e, r, Direction::up, shape_[a][b])) shape_[a][b] = *prof;
+            } else {
+              blocked_[a][b] = e.kind == EventKind::partition;
+            }
+          }
+        break;
+    }
+  }
+
+  // -- samples ---------------------------------------------------------------------------------------------
+  void take_sample() {
+    SimSample s;
+    s.time_s = now_;
+    std::vector<double> mean(c_.objective.dim, 0.0);
+    std::vector<const Peer*> in;
+    for (const Peer& p : peers_)
+      if (p.started && !p.crashed) in.push_back(&p);
+    s.peers = in.size();
+    s.train_bytes = train_bytes_;
+    s.membership_bytes = membership_bytes_;
+    if (!in.empty()) {
+      for (const Peer* p : in) {
+        for (size_t k = 0; k < mean.size(); ++k) mean[k] += p->theta[k];
+        s.mean_round += double(p->round);
+        s.mean_loss += rel_loss(p->theta);
+        s.link_distance += p->link_distance;
+      }
+      const double n = double(in.size());
+      std::vector<float> xbar(mean.size());
+      double norm = 0;
+      for (size_t k = 0; k < mean.size(); ++k) {
+        xbar[k] = static_cast<float>(mean[k] / n);
+        norm += double(xbar[k]) * xbar[k];
+      }
+      norm = std::sqrt(norm);
+      for (const Peer* p : in) {
+        double d2 = 0;
+        for (size_t k = 0; k < mean.size(); ++k) {
+          const double e = double(p->theta[k]) - xbar[k];
+          d2 += e * e;
+        }
+        s.consensus += norm > 0 ? std::sqrt(d2) / norm : 0.0;
+      }
+      s.mean_round /= n;
+      s.mean_loss /= n;
+      s.link_distance /= n;
+      s.consensus /= n;
+      s.loss_of_mean = rel_loss(xbar);
+    }
+    result_.samples.push_back(s);
+    if (progress_) progress_(s);
+  }
+
+  const Scenario& s_;
+  const SimConfig& c_;
+  std::function<void(const SimSample&)> progress_;
+  SplitMix64 rng_;
+  std::vector<Peer> peers_;
+  std::vector<double> curvature_, decay_, noise_sd_, optimum_;
+  std::vector<std::vector<float>> target_;
+  double initial_gap_ = 1;
+  double round_s_ = 1;
+  Millis tick_ms_ = 100;
+  std::vector<std::vector<LinkProfile>> shape_;  // [from site][to site]
+  std::vector<std::vector<bool>> blocked_;
+  std::unordered_map<uint64_t, PairQueue> pairs_;
+  std::vector<InFlight> flight_;
+  std::vector<size_t> free_slots_;
+  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;
+  uint64_t order_ = 0;
+  double now_ = 0;
+  uint64_t train_bytes_ = 0, membership_bytes_ = 0;
+  SimResult result_;
+};
+
+}  // namespace
+
+SimResult simulate(const Scenario& s, const SimConfig& cfg,
+                   const std::function<void(const SimSample&)>& progress) {
+  validate(cfg);
+  if (s.peers.empty()) throw std::invalid_argument("the scenario has no peers");
+  if (s.peers.size() > (size_t{1} << 20)) throw std::invalid_argument("at most 1048576 peers");
+  return Sim(s, cfg, progress).run();
+}
+
+}  // namespace murmur::netem

@@ -1,0 +1,90 @@
+// `murmur netem simulate`: a discrete-event simulation of a whole swarm on one thread, for scales one
+// machine cannot run as processes (100 to 10,000 peers). Each simulated peer runs the real sans-IO state
+// machines, membership (gossip/membership.h) and CHOCO consensus with the real codecs
+// (gossip/consensus.h), plus the outer optimiser, exactly as `murmur node` drives them; the network is a
+// model of the scenario's links (bandwidth, delay, jitter, partitions, set_link) and compute is a model
+// of each peer's speed. Instead of a language model the peers train an analytical objective, so a run of
+// 1,000 peers x 1,000 rounds takes seconds. The model and its simplifications are in docs/netem.md.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gossip/consensus.h"
+#include "gossip/membership.h"
+#include "gossip/messages.h"
+#include "netem/scenario.h"
+
+namespace murmur::netem {
+
+// Peer i minimises f_i(x) = ½ Σ_k a_k (x_k − b_ik)² from stochastic gradients ∇f_i(x) + σξ. The swarm's
+// objective is the mean of the f_i over all of the scenario's peers; its minimiser x* is the mean of the
+// b_i. The curvatures a_k spread evenly over [0.1, 1]; b_i = b + h·z_i with b, z_i standard normal, so h
+// sets how far the peers' data disagree (h = 0: identical data).
+struct QuadraticObjective {
+  size_t dim = 256;
+  double heterogeneity = 0.1;  // h: peers reading one corpus differ little; 1 is strongly non-IID
+  double noise = 0.1;          // σ, per coordinate and step
+  double lr = 0.2;             // inner SGD step size (stable below 2)
+};
+
+struct SimConfig {
+  QuadraticObjective objective;
+  int64_t rounds = 100;   // each peer leaves the swarm after this many rounds
+  int inner_steps = 50;   // H
+  double step_s = 0.1;    // virtual compute time of one inner step at compute factor 1.0
+  double outer_lr = 0.7;  // Nesterov outer step, as in `murmur node`
+  double outer_momentum = 0.9;
+  double wait_max_s = 5;  // most a peer waits for its neighbours' deltas before mixing
+  double duration_s = 0;  // virtual time limit; 0 = until every peer is done
+  double sample_s = 0;    // virtual seconds between samples; 0 = one round time (H · step_s)
+  gossip::ConsensusConfig consensus;
+  gossip::MembershipConfig membership;
+  uint64_t seed = 1;
+  // Wire sizes of the messages (node/protocol.h encodes them; the simulator itself does no encoding).
+  std::function<size_t(const gossip::Message&)> message_bytes;
+  std::function<size_t(const gossip::Delta&)> delta_bytes;
+};
+
+// The swarm at one virtual time. Losses are relative suboptimality (f(x) − f*) / (f(x₀) − f*): 1 at the
+// start, 0 at the optimum. Peers count from their start until they crash (finished peers stay, frozen).
+struct SimSample {
+  double time_s = 0;
+  size_t peers = 0;
+  double mean_round = 0;
+  double loss_of_mean = 0;   // of the peers' average x̄
+  double mean_loss = 0;      // mean over peers of the loss of x_i
+  double consensus = 0;      // mean ‖x_i − x̄‖ / ‖x̄‖: the true disagreement
+  double link_distance = 0;  // mean of Consensus::consensus_distance, what real peers log per round
+  uint64_t train_bytes = 0;  // deltas and snapshots sent so far, all peers
+  uint64_t membership_bytes = 0;
+};
+
+struct SimPeerResult {
+  std::string name;
+  uint64_t rounds = 0;
+  double loss = 0;  // relative suboptimality of its x_i at the end
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  double wait_s = 0;
+  bool crashed = false;  // killed and not restarted
+};
+
+struct SimResult {
+  std::vector<SimSample> samples;  // the last one is taken at the end
+  std::vector<SimPeerResult> peers;
+  double virtual_s = 0;
+  uint64_t events = 0, messages = 0, dropped = 0;  // dropped: sent into a partition or to a dead peer
+  // Membership verdicts: deaths declared of peers that were in fact running are false positives.
+  uint64_t deaths = 0, false_deaths = 0, suspicions = 0;
+};
+
+// Throws std::invalid_argument for a bad config (naming the field).
+void validate(const SimConfig& cfg);
+
+// `progress` is called with every sample as it is taken.
+SimResult simulate(const Scenario& s, const SimConfig& cfg,
+                   const std::function<void(const SimSample&)>& progress = {});
+
+}  // namespace murmur::netem

@@ -1,0 +1,186 @@
+// The discrete-event swarm simulator (netem/simulator.h): the real membership and gossip code over
+// modelled links, training the analytical objective.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "netem/scenario.h"
+#include "netem/simulator.h"
+#include "test_util.h"
+
+namespace {
+
+using murmur::netem::SimConfig;
+using murmur::netem::SimResult;
+namespace g = murmur::gossip;
+
+// Fixed wire sizes keep these tests independent of the msgpack codec (the command uses the real ones).
+SimConfig config(const char* codec = "fp32", double heterogeneity = 1.0, double noise = 0.0) {
+  SimConfig c;
+  c.objective.dim = 128;
+  c.objective.heterogeneity = heterogeneity;
+  c.objective.noise = noise;
+  c.rounds = 60;
+  c.inner_steps = 5;
+  c.step_s = 0.2;
+  c.consensus.codec = codec;
+  c.message_bytes = [](const g::Message&) { return size_t{120}; };
+  c.delta_bytes = [](const g::Delta& d) { return d.codec_payload.size() + 24; };
+  return c;
+}
+
+std::string lan(int peers, const std::string& events = "") {
+  return "name = \"t\"\nduration = \"1h\"\n[[site]]\nname = \"a\"\npeers = " + std::to_string(peers) +
+         "\nlink = { bandwidth = \"1gbit\", delay = \"1ms\" }\n" + events;
+}
+
+std::string two_sites(int per_site, const std::string& events) {
+  return "name = \"t\"\nduration = \"1h\"\n"
+         "[[site]]\nname = \"a\"\npeers = " +
+         std::to_string(per_site) +
+         "\nlink = { bandwidth = \"1gbit\", delay = \"1ms\" }\n"
+         "[[site]]\nname = \"b\"\npeers = " +
+         std::to_string(per_site) +
+         "\nlink = { bandwidth = \"1gbit\", delay = \"1ms\" }\n"
+         "[[link]]\nsites = [\"a\", \"b\"]\nbandwidth = \"50mbit\"\ndelay = \"40ms\"\njitter = \"5ms\"\n" +
+         events;
+}
+
+SimResult run(const std::string& scenario, const SimConfig& c) {
+  return murmur::netem::simulate(murmur::netem::parse_scenario(scenario), c);
+}
+
+TEST(Simulator, GossipFindsTheSwarmsOptimumDespiteHeterogeneousData) {
+  // Each peer's own optimum is far from the swarm's (h = 1); symmetric mixing keeps the average on
+  // the swarm's objective, so the mean model reaches its optimum.
+  const SimResult r = run(lan(16), config("fp32", 1.0));
+  ASSERT_FALSE(r.samples.empty());
+  EXPECT_EQ(r.samples.back().peers, 16u);
+  EXPECT_DOUBLE_EQ(r.samples.back().mean_round, 60.0);
+  EXPECT_LT(r.samples.back().loss_of_mean, 1e-3);
+  EXPECT_GT(r.samples.front().loss_of_mean, 0.05);
+  for (const auto& p : r.peers) {
+    EXPECT_EQ(p.rounds, 60u) << p.name;
+    EXPECT_GT(p.bytes_sent, 0u);
+    EXPECT_FALSE(p.crashed);
+  }
+  EXPECT_EQ(r.false_deaths, 0u);
+  EXPECT_EQ(r.dropped, 0u);
+}
+
+TEST(Simulator, IdenticalDataReachesConsensus) {
+  const SimResult r = run(lan(16), config("int8:block=64", 0.0, 0.05));
+  EXPECT_LT(r.samples.back().consensus, 0.05);
+  EXPECT_LT(r.samples.back().loss_of_mean, 0.01);
+  EXPECT_LT(r.samples.back().mean_loss, 0.02);
+}
+
+TEST(Simulator, SameSeedSameRun) {
+  const SimConfig c = config("int4:block=64", 1.0, 0.1);
+  const SimResult a = run(two_sites(4, ""), c), b = run(two_sites(4, ""), c);
+  ASSERT_EQ(a.samples.size(), b.samples.size());
+  for (size_t k = 0; k < a.samples.size(); ++k) {
+    EXPECT_EQ(a.samples[k].loss_of_mean, b.samples[k].loss_of_mean);
+    EXPECT_EQ(a.samples[k].train_bytes, b.samples[k].train_bytes);
+  }
+  EXPECT_EQ(a.events, b.events);
+  SimConfig other = c;
+  other.seed = 2;
+  EXPECT_NE(run(two_sites(4, ""), other).samples.back().loss_of_mean, a.samples.back().loss_of_mean);
+}
+
+TEST(Simulator, CompressedDeltasCostFewerBytes) {
+  const SimResult fp32 = run(lan(8), config("fp32")), int8 = run(lan(8), config("int8:block=64"));
+  const double ratio = double(int8.samples.back().train_bytes) / double(fp32.samples.back().train_bytes);
+  // Snapshots on new links are fp32 in both runs; the deltas are a quarter the size and more.
+  EXPECT_LT(ratio, 0.5);
+  EXPECT_GT(ratio, 0.2);
+  EXPECT_LT(int8.samples.back().loss_of_mean, 0.01);
+}
+
+TEST(Simulator, PartitionDropsTrafficAndTheSwarmHealsAfterwards) {
+  SimConfig c = config("fp32", 0.0, 0.05);
+  c.rounds = 100;  // 100 s: the sites are apart from 10 s to 40 s
+  const SimResult r =
+      run(two_sites(4,
+                    "[[event]]\nat = \"10s\"\naction = \"partition\"\nsites = [\"a\", \"b\"]\n"
+                    "[[event]]\nat = \"40s\"\naction = \"heal\"\nsites = [\"a\", \"b\"]\n"),
+          c);
+  EXPECT_GT(r.dropped, 0u);
+  EXPECT_GT(r.deaths, 0u);                      // each side declares the other dead...
+  EXPECT_LT(r.samples.back().consensus, 0.05);  // ...and after the heal they mix again
+  EXPECT_LT(r.samples.back().loss_of_mean, 0.01);
+}
+
+TEST(Simulator, CrashedPeerIsDeclaredDeadAndTheRestFinish) {
+  const SimResult r = run(lan(8, "[[event]]\nat = \"5s\"\naction = \"kill\"\npeer = \"a-3\"\n"), config());
+  EXPECT_TRUE(r.peers[3].crashed);
+  EXPECT_LT(r.peers[3].rounds, 60u);
+  EXPECT_GE(r.deaths, 7u);  // everyone else's verdict
+  EXPECT_EQ(r.false_deaths, 0u);
+  EXPECT_EQ(r.samples.back().peers, 7u);
+  for (size_t i = 0; i < r.peers.size(); ++i)
+    if (i != 3) {
+      EXPECT_EQ(r.peers[i].rounds, 60u);
+    }
+}
+
+TEST(Simulator, LateJoinerAdoptsTheSwarmsState) {
+  const SimResult r =
+      run(lan(6, "[[event]]\nat = \"30s\"\naction = \"join\"\npeer = \"a-5\"\n"), config("fp32", 0.1, 0.0));
+  // Rounds take 1 s: the joiner arrives at about round 30, takes a neighbour's state and round, and
+  // finishes with the others instead of 30 rounds later.
+  EXPECT_EQ(r.peers[5].rounds, 60u);
+  EXPECT_LT(r.virtual_s, 70.0);
+  double others = 0;
+  for (size_t i = 0; i < 5; ++i) others += r.peers[i].loss / 5;
+  EXPECT_LT(r.peers[5].loss, 5 * others);  // its outer momentum starts from zero: a little behind
+  EXPECT_LT(r.peers[5].loss, 0.05);
+}
+
+TEST(Simulator, RejectsBadConfigs) {
+  SimConfig c = config();
+  c.objective.lr = 2.5;
+  EXPECT_THROW(run(lan(2), c), std::invalid_argument);
+  c = config();
+  c.delta_bytes = nullptr;
+  EXPECT_THROW(run(lan(2), c), std::invalid_argument);
+  c = config();
+  c.consensus.codec = "int9";
+  EXPECT_THROW(run(lan(2), c), std::invalid_argument);
+}
+
+TEST(SimulatorCli, WritesTheReportAndNamesBadTrainingKeys) {
+  murmur::test::TempDir dir;
+  const auto scenario = dir.path() / "s.toml";
+  std::ofstream(scenario) << lan(6)
+                          << "[training]\ninner-steps = 5\nsteps = 100\ncodec = \"int8:block=64\"\n";
+  const auto out = dir.path() / "out";
+  const auto r =
+      murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " + scenario.string() +
+                                " --out " + out.string() + " --dim 64 --step-s 0.1");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  std::ifstream f(out / "summary.json");
+  const nlohmann::json s = nlohmann::json::parse(f);
+  EXPECT_EQ(s["peers"], 6);
+  EXPECT_EQ(s["rounds"], 20);
+  EXPECT_EQ(s["codec"], "int8:block=64");
+  EXPECT_LT(s["final"]["loss_of_mean"].get<double>(), 0.05);
+  EXPECT_GT(s["final"]["train_bytes_per_peer"].get<double>(), 0.0);
+  EXPECT_TRUE(std::filesystem::exists(out / "samples.csv"));
+  EXPECT_TRUE(std::filesystem::exists(out / "peers.csv"));
+
+  std::ofstream(scenario) << lan(2) << "[training]\nalgo = \"allreduce\"\n";
+  const auto bad = murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " +
+                                             scenario.string() + " --out " + out.string());
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.output.find("gossip only"), std::string::npos) << bad.output;
+  std::ofstream(scenario) << lan(2) << "[training]\ngamma = \"lots\"\n";
+  const auto nan = murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " +
+                                             scenario.string() + " --out " + out.string());
+  EXPECT_NE(nan.rc, 0);
+  EXPECT_NE(nan.output.find("gamma"), std::string::npos) << nan.output;
+}
+
+}  // namespace
