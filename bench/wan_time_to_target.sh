@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Time to a target loss on the wan-3sites-8 scenario (issue 7): the same 8 peers, links and timeline
+# trained by gossip, diloco and allreduce for the same wall time; the target is the loss allreduce
+# reaches by the end, and each algorithm's time is when the mean train loss of its peers first gets
+# there. Usage: bash bench/wan_time_to_target.sh [OUT_DIR] [DURATION, default 15min]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-runs/wan-ttt-$(date +%Y%m%d-%H%M%S)}
+duration=${2:-15min}
+[ -x build/murmur ] || bash scripts/build.sh
+[ -f data/brown-byte/meta.json ] || build/murmur data prepare --corpus brown --tokenizer byte --out data/brown-byte
+for algo in allreduce diloco gossip; do
+  if [ -f "$out/$algo/summary.json" ]; then echo "$algo: done already"; continue; fi
+  echo "== $algo"
+  build/murmur netem run netem/scenarios/wan-3sites-8.toml --out "$out/$algo" --algo "$algo" \
+    --duration "$duration" --progress-s 60
+done
+python3 bench/time_to_target.py "$out"
