@@ -210,6 +210,7 @@ void PeerTraining::inner_steps(int64_t count) {
 }
 
 void PeerTraining::on_link(const LinkEvent& e) {
+  if (a_.algo != "gossip") return;  // only gossip trains over neighbour links
   if (!e.up) {
     auto it = links_.find(e.peer.id);
     if (it == links_.end() || it->second.epoch != e.epoch) return;

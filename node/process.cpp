@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "node/interrupt.h"
+
 namespace murmur {
 
 namespace fs = std::filesystem;
@@ -38,6 +40,7 @@ Process Process::spawn(const std::vector<std::string>& argv, const fs::path& log
     ::_exit(127);
   }
   ::close(fd);
+  track_child(pid);
   Process p;
   p.pid_ = pid;
   return p;
@@ -66,7 +69,10 @@ void Process::reap(bool block) {
   do {
     r = ::waitpid(pid_, &st, block ? 0 : WNOHANG);
   } while (r < 0 && errno == EINTR);
-  if (r == pid_) status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  if (r == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    untrack_child(pid_);
+  }
 }
 
 bool Process::running() {

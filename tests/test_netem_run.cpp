@@ -181,8 +181,10 @@ class NetemRunTest : public ::testing::Test {
   // Runs the runner, sending SIGINT once `interrupt_after` peers have started (0: never) and, with
   // `training`, logged a round (a peer still starting up would die of the signal); returns its exit
   // code and the pids it logged.
+  // interrupt_after: Ctrl-C once that many peers started; twice (the abort) when `abort`.
   static std::pair<int, std::vector<int>> run(const fs::path& scen, const fs::path& out,
-                                              size_t interrupt_after, bool training = false) {
+                                              size_t interrupt_after, bool training = false,
+                                              bool abort = false) {
     Process p = Process::spawn({murmur::test::murmur_bin(), "netem", "run", scen.string(), "--out",
                                 out.string(), "--grace-s", "10", "--progress-s", "1"},
                                out.string() + ".log");
@@ -190,6 +192,10 @@ class NetemRunTest : public ::testing::Test {
       for (int i = 0; i < 300 && (pids(out).size() < interrupt_after || (training && !all_trained(out))); ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       p.signal(SIGINT);
+      if (abort) {  // soon after (so the runner is still stopping), not at once (signals coalesce)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        p.signal(SIGINT);
+      }
     }
     const auto code = p.wait_for(std::chrono::seconds(60));
     EXPECT_TRUE(code.has_value()) << "the runner did not exit";
@@ -217,8 +223,17 @@ class NetemRunTest : public ::testing::Test {
     return true;
   }
 
+  // Gone or a zombie (an orphan waits for init to reap it).
+  static bool alive(int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    if (!std::getline(f, stat)) return false;
+    const size_t paren = stat.rfind(')');
+    return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+  }
+
   static void expect_gone(const std::vector<int>& started) {
-    for (const int pid : started) EXPECT_NE(::kill(pid, 0), 0) << "peer process " << pid << " is still alive";
+    for (const int pid : started) EXPECT_FALSE(alive(pid)) << "peer process " << pid << " is still alive";
   }
 
   static std::string log(const fs::path& out) {
@@ -253,6 +268,15 @@ TEST_F(NetemRunTest, CtrlCStopsEverythingAndWritesTheReport) {
   if (!node_works_) {
     EXPECT_NE(code, 0);  // the peers failed
   }
+}
+
+TEST_F(NetemRunTest, SecondCtrlCAbortsAndTakesThePeersAlong) {
+  const fs::path out = dir_->path() / "aborted";
+  const auto [code, started] = run(scenario("aborted", "gossip", ""), out, 3, false, true);
+  EXPECT_EQ(code, 128 + SIGINT) << log(out);
+  EXPECT_EQ(started.size(), 3u) << log(out);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // SIGKILL is delivered, not awaited
+  expect_gone(started);
 }
 
 TEST_F(NetemRunTest, ThreePeersTrainThroughTheRelay) {

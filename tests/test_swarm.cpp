@@ -100,6 +100,8 @@ TEST_F(SwarmTest, BaselinesRunOverTheSameTransport) {
       EXPECT_LT(p.value("final_val_loss", 99.0), 3.0) << algo;
       if (std::string(algo) == "local") {
         EXPECT_EQ(p.value("wait_s", 1.0), 0.0);
+        // Membership only: no snapshots or deltas (a tiny model's snapshot alone is 400 kB).
+        EXPECT_LT(p.value("bytes_sent", 1e9), 100e3) << p.dump();
       }
     }
     if (std::string(algo) != "local") {
