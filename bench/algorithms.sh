@@ -16,6 +16,6 @@ for r in "${runs[@]}"; do
   if [ -f "$out/$name/summary.json" ]; then echo "$name: done already"; continue; fi
   echo "== $name"
   build/murmur netem run "$scenario" --out "$out/$name" --algo "$algo" --progress-s 60 \
-    -- ${codec:+--codec "$codec"}
+    -- ${codec:+--codec "$codec"} || echo "$name: the run failed (its report says how)"
 done
 python3 bench/algorithms_report.py "$out"

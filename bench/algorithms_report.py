@@ -13,12 +13,14 @@ import sys
 
 
 def mean_curve(rounds_csv):
-    """(MB sent per peer, val loss) per round, averaged over the peers that logged that round."""
+    """(MB sent per peer, train loss) per round, averaged over the peers that logged that round.
+
+    The train loss of a round is the mean over its H steps; validation runs only at the end."""
     by_round = {}
     with open(rounds_csv) as f:
         for row in csv.DictReader(f):
             try:
-                r, mb, val = int(row["round"]), float(row["bytes_sent"]) / 1e6, float(row["val_loss"])
+                r, mb, val = int(row["round"]), float(row["bytes_sent"]) / 1e6, float(row["loss"])
             except (KeyError, ValueError):
                 continue
             if math.isnan(val):
@@ -74,7 +76,7 @@ def main():
 
     gp = ["set terminal pngcairo size 900,560", f"set output '{out / 'loss_vs_bytes.png'}'",
           "set logscale x", "set grid", "set key top right",
-          "set xlabel 'MB sent per peer (log scale)'", "set ylabel 'validation loss (nats/byte)'",
+          "set xlabel 'MB sent per peer (log scale)'", "set ylabel 'train loss of the round (nats/byte)'",
           "set title 'equal tokens per peer: loss against bytes sent' noenhanced"]
     plots = []
     for i, r in enumerate(runs):

@@ -13,6 +13,6 @@ for algo in allreduce diloco gossip; do
   if [ -f "$out/$algo/summary.json" ]; then echo "$algo: done already"; continue; fi
   echo "== $algo"
   build/murmur netem run netem/scenarios/wan-3sites-8.toml --out "$out/$algo" --algo "$algo" \
-    --duration "$duration" --progress-s 60
+    --duration "$duration" --progress-s 60 || echo "$algo: the run failed (its report says how)"
 done
 python3 bench/time_to_target.py "$out"
