@@ -28,6 +28,9 @@ using Clock = std::chrono::steady_clock;
 using gossip::PeerId;
 
 namespace {
+// How long a ring all-reduce waits without any segment while every member is still alive (a slow
+// member's compute, a slow link): long, because membership already reports dead members.
+constexpr double kRingSilenceS = 600;
 
 constexpr const char* kAlgorithmStateFile = "gossip_state.bin";
 
@@ -396,8 +399,12 @@ void PeerTraining::ring_sum(std::span<float> buf) {
   };
   send(ring.start());
   const auto wait_start = Clock::now();
-  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                     std::chrono::duration<double>(std::max(a_.wait_max_s, 30.0)));
+  // A synchronous ring waits for its slowest member, however slow its compute: it gives up when
+  // membership declares a member gone, or after kRingSilenceS without a segment.
+  const auto silence = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(std::max(a_.wait_max_s, kRingSilenceS)));
+  auto deadline = Clock::now() + silence;
+  auto next_check = Clock::now();
   while (!ring.done()) {
     // Segments of this operation, in order; later operations' wait in the backlog.
     auto it =
@@ -406,11 +413,25 @@ void PeerTraining::ring_sum(std::span<float> buf) {
       gossip::RingSegment seg = std::move(*it);
       ring_backlog_.erase(it);
       send(ring.on_segment(seg.step, seg.codec_payload));
-      deadline = Clock::now() + std::chrono::seconds(30);
+      deadline = Clock::now() + silence;
       continue;
     }
+    if (Clock::now() >= next_check) {
+      next_check = Clock::now() + std::chrono::seconds(1);
+      const NetView v = mailbox_.view();
+      for (const gossip::PeerInfo& m : ring_) {
+        const bool live =
+            m.id == self_ || std::any_of(v.members.begin(), v.members.end(),
+                                         [&](const gossip::PeerInfo& x) { return x.id == m.id; });
+        if (!live)
+          throw std::runtime_error("all-reduce stopped: ring member " + gossip::short_name(m.id) +
+                                   " left the swarm or was declared dead");
+      }
+    }
     if (Clock::now() >= deadline)
-      throw std::runtime_error("all-reduce stalled: a ring member sent nothing for 30 s (it may have died)");
+      throw std::runtime_error("all-reduce stalled: no segment from the ring for " +
+                               std::to_string(static_cast<int>(std::max(a_.wait_max_s, kRingSilenceS))) +
+                               " s");
     if (interrupted()) throw std::runtime_error("interrupted during an all-reduce");
     if (auto e = mailbox_.pop_event(std::min(deadline, Clock::now() + std::chrono::milliseconds(50))))
       on_event(*e);
