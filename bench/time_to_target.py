@@ -51,7 +51,8 @@ def main():
         r["speedup"] = ref_t / t if t and ref_t else None
         hit = "not reached" if t is None else f"{t:.0f}"
         speedup = "n/a" if r["speedup"] is None else f"{r['speedup']:.1f}x"
-        print(f"| {name} | {hit} | {speedup} | {r['final_loss']:.4f} |")
+        final = "n/a" if r["final_loss"] is None else f"{r['final_loss']:.4f}"
+        print(f"| {name} | {hit} | {speedup} | {final} |")
     (out / "time_to_target.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
