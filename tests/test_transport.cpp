@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <random>
+#include <thread>
 #include <zmq.hpp>
 
 #include "gossip/peer_id.h"
@@ -193,19 +195,38 @@ TEST(Transport, FailsClosedWithoutZapHandler) {
   }
 }
 
+// Counts a socket's completed CURVE handshakes, so a test sends only on a live connection (a frame
+// sent while the old connection is being torn down is lost, whatever the load).
+class HandshakeCounter : public zmq::monitor_t {
+ public:
+  std::atomic<int> handshakes{0};  // read by the thread that pumps the transport meanwhile
+  void on_event_handshake_succeeded(const zmq_event_t&, const char*) override { ++handshakes; }
+  bool wait_for(int n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (handshakes < n && std::chrono::steady_clock::now() < deadline) check_event(100);
+    return handshakes >= n;
+  }
+};
+
 TEST(Transport, OversizeMalformedAndSpoofedFramesAreDroppedAndCounted) {
   Pair p;
   zmq::context_t ctx;
   zmq::socket_t raw(ctx, zmq::socket_type::dealer);  // holds A's valid key
   raw.set(zmq::sockopt::linger, 0);
   configure_curve_client(raw, p.ka, p.kb.id);
+  HandshakeCounter monitor;
+  monitor.init(raw, "inproc://raw-monitor", ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
   raw.connect(p.b.endpoint());
   std::vector<uint8_t> huge(kMaxFrameBytes + 1, 0x90);
   raw.send(zmq::buffer(huge), zmq::send_flags::none);
   auto got = pump_until({&p.b}, p.b, [&](auto&) { return p.b.counters().disconnects > 0; });
   EXPECT_TRUE(got.empty());
   EXPECT_GE(p.b.counters().disconnects, 1u);
-  // The raw socket reconnects; garbage and a Hello claiming another key are dropped.
+  // The raw socket reconnects (a second handshake); garbage and a Hello claiming another key are dropped.
+  std::thread serve([&] { pump_until({&p.b}, p.b, [&](auto&) { return monitor.handshakes >= 2; }); });
+  const bool reconnected = monitor.wait_for(2);
+  serve.join();
+  ASSERT_TRUE(reconnected) << "the raw socket did not reconnect";
   raw.send(zmq::str_buffer("\xdd\xff\xff\xff\xff"), zmq::send_flags::none);
   const auto spoof = encode(g::Hello{{p.kb.id, "tcp://127.0.0.1:1", 0}});
   raw.send(zmq::buffer(spoof), zmq::send_flags::none);
