@@ -306,7 +306,7 @@ int ScenarioRun::stop_all() {
   int failed = 0;
   for (PeerSlot& p : peers_) {
     if (!p.started) continue;
-    const int code = p.proc.stop(std::chrono::milliseconds(static_cast<int64_t>(a_.grace_s * 1000)));
+    const int code = p.proc.finish(std::chrono::milliseconds(static_cast<int64_t>(a_.grace_s * 1000)));
     if (code != 0 && !p.killed) {
       ++failed;
       std::fprintf(stderr, "netem run: peer %s exited with %d (see %s)\n", p.name.c_str(), code,

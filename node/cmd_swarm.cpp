@@ -120,7 +120,7 @@ void run_swarm(const SwarmArgs& a) {
   for (auto& p : procs) p.signal(SIGTERM);
   int failed = 0;
   for (size_t i = 0; i < procs.size(); ++i) {
-    const int code = procs[i].stop(std::chrono::seconds(30));
+    const int code = procs[i].finish(std::chrono::seconds(30));
     if (code != 0) {
       ++failed;
       std::fprintf(stderr, "swarm: peer %zu exited with %d (see %s)\n", i, code,

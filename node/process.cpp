@@ -101,6 +101,11 @@ std::optional<int> Process::wait_for(std::chrono::milliseconds timeout) {
 int Process::stop(std::chrono::milliseconds grace) {
   if (pid_ <= 0) return -1;
   signal(SIGTERM);
+  return finish(grace);
+}
+
+int Process::finish(std::chrono::milliseconds grace) {
+  if (pid_ <= 0) return -1;
   if (grace.count() > 0 && wait_for(grace)) return *status_;
   if (running()) ::kill(pid_, SIGKILL);
   reap(true);

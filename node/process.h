@@ -33,6 +33,9 @@ class Process {
   void signal(int sig);
   // SIGTERM, then SIGKILL if it has not exited within `grace`; returns the exit code.
   int stop(std::chrono::milliseconds grace);
+  // Waits up to `grace` for an exit (after a SIGTERM sent already), then SIGKILLs; returns as
+  // stop(). A second SIGTERM would be wrong: to a Murmur process it means "abort now".
+  int finish(std::chrono::milliseconds grace);
   // Waits up to `timeout` for the child to exit by itself.
   std::optional<int> wait_for(std::chrono::milliseconds timeout);
 
