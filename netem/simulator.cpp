@@ -70,6 +70,7 @@ std::optional<size_t> index_of_addr(const std::string& addr, size_t peers) {
 struct TrainMsg {
   uint64_t epoch = 0, seq = 0;
   std::shared_ptr<const g::Delta> delta;  // null: a ResyncRequest
+  size_t bytes = 0;                       // on the wire, encoded once by the sender
 };
 
 enum class Kind : uint8_t { tick, round_done, wait_deadline, leave, deliver, sample, scenario_event };
@@ -330,13 +331,17 @@ class Sim {
     }
   }
 
-  void send_train(size_t from, const g::PeerId& to, Link& l, std::shared_ptr<const g::Delta> d) {
-    const size_t bytes = d ? c_.delta_bytes(*d) : c_.delta_bytes(g::Delta{});
-    send(from, sim_index(to), TrainMsg{l.epoch, l.send_seq++, std::move(d)}, bytes, true);
+  // `bytes`: the wire size of d (a null d is a ResyncRequest), computed once for all its receivers.
+  void send_train(size_t from, const g::PeerId& to, Link& l, std::shared_ptr<const g::Delta> d,
+                  size_t bytes) {
+    send(from, sim_index(to), TrainMsg{l.epoch, l.send_seq++, std::move(d), bytes}, bytes, true);
   }
+  size_t wire_bytes(const g::Delta* d) const { return d ? c_.delta_bytes(*d) : c_.delta_bytes(g::Delta{}); }
   void send_snapshot(size_t i, const g::PeerId& to, Link& l) {
     Peer& p = peers_[i];
-    send_train(i, to, l, std::make_shared<const g::Delta>(p.consensus->make_snapshot(p.round)));
+    auto snap = std::make_shared<const g::Delta>(p.consensus->make_snapshot(p.round));
+    const size_t bytes = wire_bytes(snap.get());
+    send_train(i, to, l, std::move(snap), bytes);
   }
 
   // -- membership ------------------------------------------------------------------------------------------
@@ -394,8 +399,9 @@ class Sim {
     local_steps(i);
     p.outer->step(p.start, p.theta, float(c_.outer_lr), float(c_.outer_momentum));
     auto d = std::make_shared<const g::Delta>(p.consensus->make_delta(p.theta, p.round));
+    const size_t bytes = wire_bytes(d.get());
     for (auto& [id, l] : p.links)
-      if (!l.closing) send_train(i, id, l, d);
+      if (!l.closing) send_train(i, id, l, d, bytes);
     p.phase = Phase::waiting;
     p.wait_start = now_;
     if (all_in(p))
@@ -435,8 +441,7 @@ class Sim {
     auto it = p.links.find(fid);
     if (it == p.links.end() || it->second.epoch != m.epoch) return;  // a link that is gone
     Link& l = it->second;
-    const size_t bytes = m.delta ? c_.delta_bytes(*m.delta) : c_.delta_bytes(g::Delta{});
-    p.bytes_received += bytes;
+    p.bytes_received += m.bytes;
     if (!m.delta) {
       if (p.consensus->on_control(fid, m.seq)) request_snapshot(i, fid, l);
       send_snapshot(i, fid, l);
@@ -456,7 +461,7 @@ class Sim {
   void request_snapshot(size_t i, const g::PeerId& to, Link& l) {
     if (l.resync_pending) return;
     l.resync_pending = true;
-    send_train(i, to, l, nullptr);
+    send_train(i, to, l, nullptr, wire_bytes(nullptr));
   }
   void adopt(size_t i, const g::Delta& snap) {
     Peer& p = peers_[i];

@@ -10,14 +10,13 @@
 #include "node/process.h"
 #include "test_util.h"
 
+using murmur::test::murmur_cmd;
 using murmur::test::run_command;
 using murmur::test::TempDir;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string murmur_cmd(const std::string& args) { return murmur::test::murmur_bin() + " " + args; }
 
 std::vector<json> read_jsonl(const fs::path& p, const char* event) {
   std::vector<json> out;

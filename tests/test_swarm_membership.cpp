@@ -13,14 +13,13 @@
 #include "node/process.h"
 #include "test_util.h"
 
+using murmur::test::murmur_cmd;
 using murmur::test::run_command;
 using murmur::test::TempDir;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string murmur_cmd(const std::string& args) { return murmur::test::murmur_bin() + " " + args; }
 
 // The latest state each peer's log gives every other peer (by short name).
 std::map<std::string, std::string> member_states(const fs::path& log) {

@@ -49,6 +49,7 @@ inline CommandResult run_command(const std::string& cmd) {
 }
 
 inline std::string murmur_bin() { return MURMUR_BINARY; }
+inline std::string murmur_cmd(const std::string& args) { return murmur_bin() + " " + args; }
 inline std::string source_dir() { return MURMUR_SOURCE_DIR; }
 
 // Debian's python3-torch is importable from /usr/bin/python3 only; MURMUR_PYTHON overrides.
