@@ -4,6 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include <sodium.h>
+
 #include "compress/codec_spec.h"
 #include "compress/parallel.h"
 #include "compress/wire.h"
@@ -47,6 +49,18 @@ void Consensus::reset_self(std::span<const float> theta) {
                                 std::to_string(n_));
   std::copy(theta.begin(), theta.end(), self_.begin());
   encoder_.reset();
+  pristine_ = true;
+  digest_.clear();
+}
+
+const std::vector<uint8_t>& Consensus::pristine_digest() {
+  if (pristine_ && digest_.empty()) {
+    if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+    digest_.resize(kStateDigestBytes);
+    crypto_generichash(digest_.data(), digest_.size(), reinterpret_cast<const unsigned char*>(self_.data()),
+                       self_.size() * sizeof(float), nullptr, 0);
+  }
+  return digest_;
 }
 
 void Consensus::set_codec(const compress::CodecSpec& spec) {
@@ -69,10 +83,23 @@ Delta Consensus::make_delta(std::span<const float> theta, uint64_t round) {
   decode_scratch(d.codec_payload);
 #pragma omp parallel for simd schedule(static) if (n_ >= compress::kParallelGrain)
   for (size_t k = 0; k < n_; ++k) self_[k] += scratch_[k];
+  pristine_ = false;
+  digest_.clear();
   return d;
 }
 
-Delta Consensus::make_snapshot(uint64_t round) const {
+Delta Consensus::make_snapshot(uint64_t round) {
+  // Only round 0 is a shared starting point; a resumed peer's state is its own.
+  if (round != 0 || !pristine_) return make_full_snapshot(round);
+  Delta d;
+  d.round = round;
+  d.degree = degree();
+  d.snapshot = true;
+  d.state_digest = pristine_digest();
+  return d;
+}
+
+Delta Consensus::make_full_snapshot(uint64_t round) const {
   Delta d;
   d.round = round;
   d.degree = degree();
@@ -146,7 +173,25 @@ ReceiveResult Consensus::on_delta(const PeerId& peer, uint64_t seq, const Delta&
     ++counters_.malformed;
     return reject(l, ReceiveStatus::rejected, "degree " + std::to_string(delta.degree) + " out of range");
   }
+  if (delta.snapshot && !delta.state_digest.empty()) {
+    if (delta.state_digest.size() != kStateDigestBytes || !delta.codec_payload.empty()) {
+      ++counters_.malformed;
+      return reject(l, ReceiveStatus::rejected, "malformed snapshot digest");
+    }
+    if (delta.state_digest != pristine_digest())
+      return reject(l, ReceiveStatus::needs_snapshot, "snapshot digest differs from our state");
+    l.degree = delta.degree;
+    l.copy = self_;
+    l.synced = true;
+    ++counters_.snapshots_applied;
+    ++counters_.digests_matched;
+    return {ReceiveStatus::snapshot, true, false, {}};
+  }
   if (!delta.snapshot) {
+    if (!delta.state_digest.empty()) {
+      ++counters_.malformed;
+      return reject(l, ReceiveStatus::rejected, "a delta with a state digest");
+    }
     if (gap) {
       ++counters_.gaps;
       return reject(l, ReceiveStatus::needs_snapshot, "sequence gap before " + std::to_string(seq));

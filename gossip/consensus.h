@@ -14,6 +14,9 @@
 //
 // A link starts (link_up) without a copy: the other side sends a snapshot of its
 // θ̂ (make_snapshot, first on the link) and until it arrives the link does not mix.
+// At a run's start every peer's θ̂ is the shared initialization, so that first
+// snapshot is only θ̂'s digest; a receiver whose own θ̂ has the same digest copies
+// it, any other asks for the full snapshot (a 13 MB model costs 32 bytes, not 13 MB).
 // A gap in the sequence, an undecodable or rejected delta leaves the link without
 // a valid copy: on_delta then answers `resync` (ask the sender for a new snapshot).
 //
@@ -66,7 +69,8 @@ struct ReceiveResult {
 
 struct ConsensusCounters {
   uint64_t deltas_applied = 0;
-  uint64_t snapshots_applied = 0;
+  uint64_t snapshots_applied = 0;  // full snapshots and matched digests
+  uint64_t digests_matched = 0;    // of which snapshots by digest
   uint64_t duplicates = 0;
   uint64_t gaps = 0;              // sequence gaps detected
   uint64_t malformed = 0;         // DecodeError (wrong size, NaN/Inf, corrupt) or bad degree
@@ -109,8 +113,11 @@ class Consensus {
   // q = C(θ − θ̂_i), θ̂_i += D(q); the Delta goes to every neighbour (same bytes).
   // Throws std::domain_error for NaN/Inf in theta (θ̂_i then unchanged).
   Delta make_delta(std::span<const float> theta, uint64_t round);
-  // θ̂_i in the snapshot codec: first message on a new link and the answer to a resync.
-  Delta make_snapshot(uint64_t round) const;
+  // θ̂_i for a new link: by digest while θ̂_i is still the round-0 starting point
+  // (no delta made since reset_self), else as make_full_snapshot.
+  Delta make_snapshot(uint64_t round);
+  // θ̂_i in the snapshot codec: the answer to a resync, and what a late joiner adopts.
+  Delta make_full_snapshot(uint64_t round) const;
 
   // A link (new, or a new epoch of an existing one, which drops the old copy);
   // it mixes once the peer's snapshot has arrived.
@@ -150,6 +157,8 @@ class Consensus {
   ReceiveResult reject(Link& link, ReceiveStatus status, std::string reason);
   // scratch_ = D(payload); throws compress::DecodeError.
   void decode_scratch(const std::vector<uint8_t>& payload);
+  // Digest of θ̂_i while it has not moved since reset_self (cached), else empty.
+  const std::vector<uint8_t>& pristine_digest();
 
   size_t n_;
   ConsensusConfig cfg_;
@@ -158,6 +167,8 @@ class Consensus {
   compress::Encoder encoder_;
   NormGuard guard_;
   std::vector<float> self_;       // θ̂_i
+  bool pristine_ = true;          // θ̂_i unchanged since reset_self
+  std::vector<uint8_t> digest_;   // of θ̂_i while pristine_, computed on first use
   std::vector<float> scratch_;    // θ − θ̂_i, then D(q)
   std::map<PeerId, Link> links_;  // ordered: mixing sums in a fixed order
   ConsensusCounters counters_;

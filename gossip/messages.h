@@ -15,7 +15,10 @@
 
 namespace murmur::gossip {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;  // 2: Delta.state_digest
+
+// BLAKE2b-256 of a public copy's fp32 bytes (a snapshot by digest).
+inline constexpr size_t kStateDigestBytes = 32;
 
 // A peer's identity: its CurveZMQ public key (32 bytes).
 using PeerId = std::array<uint8_t, 32>;
@@ -146,11 +149,14 @@ using Message = std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRe
 // The training layer's message, carried as the reassembled bytes of Payloads on
 // a link (node/protocol.h encodes it). `codec_payload` is a compress/ payload:
 // q = C(θ − θ̂) for a delta, or the sender's whole θ̂ for a snapshot (resync).
+// A snapshot with an empty payload names the sender's θ̂ by its digest instead
+// (Consensus::make_snapshot: at a run's start every peer holds the same θ̂).
 struct Delta {
   uint64_t round = 0;
   uint32_t degree = 0;  // the sender's link count when it sent this
   bool snapshot = false;
   std::vector<uint8_t> codec_payload;
+  std::vector<uint8_t> state_digest;  // kStateDigestBytes for a snapshot by digest, else empty
   friend bool operator==(const Delta&, const Delta&) = default;
 };
 

@@ -337,9 +337,11 @@ class Sim {
     send(from, sim_index(to), TrainMsg{l.epoch, l.send_seq++, std::move(d), bytes}, bytes, true);
   }
   size_t wire_bytes(const g::Delta* d) const { return d ? c_.delta_bytes(*d) : c_.delta_bytes(g::Delta{}); }
-  void send_snapshot(size_t i, const g::PeerId& to, Link& l) {
+  // A new link's snapshot (by digest at round 0), or the full one a resync asks for.
+  void send_snapshot(size_t i, const g::PeerId& to, Link& l, bool full = false) {
     Peer& p = peers_[i];
-    auto snap = std::make_shared<const g::Delta>(p.consensus->make_snapshot(p.round));
+    auto snap = std::make_shared<const g::Delta>(full ? p.consensus->make_full_snapshot(p.round)
+                                                      : p.consensus->make_snapshot(p.round));
     const size_t bytes = wire_bytes(snap.get());
     send_train(i, to, l, std::move(snap), bytes);
   }
@@ -444,7 +446,7 @@ class Sim {
     p.bytes_received += m.bytes;
     if (!m.delta) {
       if (p.consensus->on_control(fid, m.seq)) request_snapshot(i, fid, l);
-      send_snapshot(i, fid, l);
+      send_snapshot(i, fid, l, true);
       return;
     }
     const g::Delta& d = *m.delta;

@@ -254,7 +254,7 @@ void PeerTraining::on_payload(InPayload& p) {
   if (std::holds_alternative<gossip::ResyncRequest>(msg)) {
     if (consensus_.on_control(p.from, p.seq)) request_snapshot(l);
     mailbox_.push_send(
-        OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(consensus_.make_snapshot(round_))});
+        OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(consensus_.make_full_snapshot(round_))});
     ++resyncs_served_;
     return;
   }
@@ -300,7 +300,7 @@ void PeerTraining::adopt(const PeerId& from, const gossip::Delta& snapshot) {
   // Neighbours mirror our public copy, which just changed: send each a new snapshot.
   for (auto& [id, l] : links_)
     mailbox_.push_send(
-        OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(consensus_.make_snapshot(round_))});
+        OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(consensus_.make_full_snapshot(round_))});
   log_.write({{"event", "adopted"}, {"peer", gossip::short_name(from)}, {"round", round_}});
   std::printf("joined a running swarm: took round %llu's state from %s\n",
               static_cast<unsigned long long>(round_), gossip::short_name(from).c_str());

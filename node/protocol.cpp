@@ -21,7 +21,7 @@ constexpr std::array<const char*, kTypes> kNames = {
     "LinkAccept", "LinkReject", "LinkClose", "Payload", "StateRequest", "StateChunk", "Bye"};
 // Envelope array length per type: version, type, then the fields.
 constexpr std::array<uint32_t, kTypes> kArrayLen = {3, 4, 4, 4, 5, 4, 4, 4, 3, 3, 7, 4, 7, 3};
-constexpr uint32_t kDeltaArrayLen = 6, kRingSegmentArrayLen = 5, kResyncArrayLen = 3;
+constexpr uint32_t kDeltaArrayLen = 7, kRingSegmentArrayLen = 5, kResyncArrayLen = 3;
 
 // A PeerInfo is [id, addr, incarnation]; a MemberUpdate flattens its PeerInfo and
 // appends the state, [id, addr, incarnation, state], so the deepest nesting is 3
@@ -357,7 +357,7 @@ std::vector<uint8_t> encode_train(const g::TrainMessage& m) {
     p.pack_array(kDeltaArrayLen);
     p.pack_uint32(g::kProtocolVersion);
     p.pack_uint32(kDeltaType);
-    put_all(p, d->round, d->degree, d->snapshot, d->codec_payload);
+    put_all(p, d->round, d->degree, d->snapshot, d->codec_payload, d->state_digest);
   } else if (const auto* q = std::get_if<g::ResyncRequest>(&m)) {
     p.pack_array(kResyncArrayLen);
     p.pack_uint32(g::kProtocolVersion);
@@ -384,6 +384,8 @@ Decoded<g::TrainMessage> decode_train(std::span<const uint8_t> bytes) {
       d.degree = f.u32("degree");
       d.snapshot = f.boolean("snapshot");
       d.codec_payload = read_bytes(f, bytes.size());
+      const auto digest = f.bin("state_digest", g::kStateDigestBytes);
+      d.state_digest.assign(digest.begin(), digest.end());
       return g::TrainMessage{std::move(d)};
     }
     if (type == kRingSegmentType) {

@@ -83,8 +83,8 @@ struct Swarm {
     peers[i].link_up(pid(j), epoch);
     peers[j].link_up(pid(i), epoch);
     seq[{i, j}] = seq[{j, i}] = 0;
-    EXPECT_TRUE(deliver(i, j, peers[i].make_snapshot(round)).accepted);
-    EXPECT_TRUE(deliver(j, i, peers[j].make_snapshot(round)).accepted);
+    EXPECT_TRUE(deliver(i, j, peers[i].make_full_snapshot(round)).accepted);
+    EXPECT_TRUE(deliver(j, i, peers[j].make_full_snapshot(round)).accepted);
     edges.insert(std::minmax(i, j));
   }
   void disconnect(int i, int j) {
@@ -105,7 +105,7 @@ struct Swarm {
     if (r.accepted) return;
     ASSERT_TRUE(r.resync) << r.reason;
     ++resyncs;
-    ASSERT_TRUE(deliver(from, to, peers[from].make_snapshot(round)).accepted);
+    ASSERT_TRUE(deliver(from, to, peers[from].make_full_snapshot(round)).accepted);
   }
   void step() {
     std::vector<Delta> d;
@@ -294,7 +294,7 @@ TEST(Consensus, GapAsksForResyncAndASnapshotRepairsTheLink) {
   b.link_up(pid(0), 5);
   EXPECT_FALSE(b.link_synced(pid(0)));
   uint64_t seq = 0;
-  ASSERT_EQ(b.on_delta(pid(0), seq++, a.make_snapshot(0)).status, g::ReceiveStatus::snapshot);
+  ASSERT_EQ(b.on_delta(pid(0), seq++, a.make_full_snapshot(0)).status, g::ReceiveStatus::snapshot);
   ASSERT_TRUE(std::ranges::equal(*b.link_copy(pid(0)), a.public_copy()));  // bit-identical mirror
 
   for (uint64_t r = 1; r <= 3; ++r) {
@@ -318,7 +318,7 @@ TEST(Consensus, GapAsksForResyncAndASnapshotRepairsTheLink) {
   EXPECT_EQ(b.mix(tb).links, 0u);
   EXPECT_EQ(tb, before);
   // The snapshot restores the mirror exactly; deltas apply again.
-  ASSERT_EQ(b.on_delta(pid(0), seq++, a.make_snapshot(7)).status, g::ReceiveStatus::snapshot);
+  ASSERT_EQ(b.on_delta(pid(0), seq++, a.make_full_snapshot(7)).status, g::ReceiveStatus::snapshot);
   ASSERT_TRUE(std::ranges::equal(*b.link_copy(pid(0)), a.public_copy()));
   ASSERT_TRUE(b.on_delta(pid(0), seq++, a.make_delta(gaussian(n, 99), 8)).accepted);
   ASSERT_TRUE(std::ranges::equal(*b.link_copy(pid(0)), a.public_copy()));
@@ -331,8 +331,63 @@ TEST(Consensus, GapAsksForResyncAndASnapshotRepairsTheLink) {
   EXPECT_EQ(b.on_delta(pid(0), seq++, a.make_delta(ta, 9)).status, g::ReceiveStatus::no_link);
   b.link_up(pid(0), 6);
   EXPECT_TRUE(b.on_delta(pid(0), 0, a.make_delta(ta, 10)).resync);  // its snapshot was lost
-  EXPECT_EQ(b.on_delta(pid(0), 1, a.make_snapshot(10)).status, g::ReceiveStatus::snapshot);
+  EXPECT_EQ(b.on_delta(pid(0), 1, a.make_full_snapshot(10)).status, g::ReceiveStatus::snapshot);
   ASSERT_TRUE(std::ranges::equal(*b.link_copy(pid(0)), a.public_copy()));
+}
+
+// At round 0 every peer starts from the shared initialization: a new link's snapshot is θ̂'s digest.
+TEST(Consensus, RoundZeroSnapshotIsADigestOfTheSharedStart) {
+  constexpr size_t n = 1000;
+  const Vec start = gaussian(n, 1);
+  Consensus a(n, config("int8:block=64", 1.0), 1), b(n, config("int8:block=64", 1.0), 2),
+      c(n, config("int8:block=64", 1.0), 3);
+  a.reset_self(start);
+  b.reset_self(start);
+  c.reset_self(gaussian(n, 2));  // resumed from its own state
+  for (Consensus* x : {&b, &c}) x->link_up(pid(0), 1);
+  a.link_up(pid(1), 1);
+  const Delta by_digest = a.make_snapshot(0);
+  EXPECT_TRUE(by_digest.snapshot);
+  EXPECT_TRUE(by_digest.codec_payload.empty());
+  EXPECT_EQ(by_digest.state_digest.size(), g::kStateDigestBytes);
+  // Same start: the mirror is b's own copy, bit for bit.
+  ASSERT_EQ(b.on_delta(pid(0), 0, by_digest).status, g::ReceiveStatus::snapshot);
+  EXPECT_TRUE(std::ranges::equal(*b.link_copy(pid(0)), a.public_copy()));
+  EXPECT_EQ(b.counters().digests_matched, 1u);
+  // Another state: a resync, and the full snapshot that answers it repairs the link.
+  const g::ReceiveResult r = c.on_delta(pid(0), 0, by_digest);
+  EXPECT_EQ(r.status, g::ReceiveStatus::needs_snapshot);
+  EXPECT_TRUE(r.resync);
+  ASSERT_EQ(c.on_delta(pid(0), 1, a.make_full_snapshot(0)).status, g::ReceiveStatus::snapshot);
+  EXPECT_TRUE(std::ranges::equal(*c.link_copy(pid(0)), a.public_copy()));
+  // Once θ̂ moved, or after round 0, snapshots carry the state itself.
+  EXPECT_FALSE(a.make_snapshot(1).codec_payload.empty());
+  const Delta d = a.make_delta(gaussian(n, 3), 0);
+  EXPECT_TRUE(a.make_snapshot(0).state_digest.empty());
+  // ...and a receiver that moved no longer matches the start's digest.
+  EXPECT_TRUE(b.on_delta(pid(0), 1, d).accepted);
+  b.make_delta(gaussian(n, 4), 0);
+  EXPECT_EQ(b.on_delta(pid(0), 2, by_digest).status, g::ReceiveStatus::needs_snapshot);
+}
+
+TEST(Consensus, MalformedDigestsAreRejected) {
+  constexpr size_t n = 64;
+  Consensus a(n, config("fp32", 1.0), 1), b(n, config("fp32", 1.0), 2);
+  a.reset_self(Vec(n, 1.0f));
+  b.reset_self(Vec(n, 1.0f));
+  a.link_up(pid(1), 1);
+  b.link_up(pid(0), 1);
+  uint64_t seq = 0;
+  Delta short_digest = a.make_snapshot(0);
+  short_digest.state_digest.pop_back();
+  Delta with_payload = a.make_snapshot(0);
+  with_payload.codec_payload = a.make_full_snapshot(0).codec_payload;
+  Delta on_a_delta = a.make_snapshot(0);
+  on_a_delta.snapshot = false;
+  for (const Delta& bad : {short_digest, with_payload, on_a_delta})
+    EXPECT_EQ(b.on_delta(pid(0), seq++, bad).status, g::ReceiveStatus::rejected);
+  EXPECT_EQ(b.counters().malformed, 3u);
+  EXPECT_FALSE(b.link_synced(pid(0)));
 }
 
 // A ResyncRequest travels in the link's sequence too: the delta after it is no gap. (Before
@@ -344,7 +399,7 @@ TEST(Consensus, ControlMessagesKeepTheSequence) {
   a.reset_self(ta);
   a.link_up(pid(1), 3);
   b.link_up(pid(0), 3);
-  ASSERT_TRUE(b.on_delta(pid(0), 0, a.make_snapshot(0)).accepted);
+  ASSERT_TRUE(b.on_delta(pid(0), 0, a.make_full_snapshot(0)).accepted);
   EXPECT_FALSE(b.on_control(pid(0), 1));  // in sequence
   const g::ReceiveResult r = b.on_delta(pid(0), 2, a.make_delta(gaussian(n, 2), 1));
   EXPECT_TRUE(r.accepted) << r.reason;
@@ -381,12 +436,12 @@ struct Pair {
     b.reset_self(gaussian(n, 2));
     a.link_up(pid(1), 1);
     b.link_up(pid(0), 1);
-    EXPECT_TRUE(b.on_delta(pid(0), seq++, a.make_snapshot(0)).accepted);
+    EXPECT_TRUE(b.on_delta(pid(0), seq++, a.make_full_snapshot(0)).accepted);
   }
   g::ReceiveResult send(const Delta& d) { return b.on_delta(pid(0), seq++, d); }
   // A hand-made delta: q = fp32 payload of x.
   g::ReceiveResult send_raw(std::vector<uint8_t> payload, bool snapshot = false) {
-    return send(Delta{.round = seq, .degree = 1, .snapshot = snapshot, .codec_payload = std::move(payload)});
+    return send(Delta{.round = seq, .degree = 1, .snapshot = snapshot, .codec_payload = std::move(payload), .state_digest = {}});
   }
 };
 }  // namespace
@@ -406,12 +461,12 @@ TEST(UpdateGuard, MalformedDeltasAreRejectedAndCounted) {
   // Garbage bytes; a degree nobody can have.
   EXPECT_EQ(p.send_raw({1, 2, 3}).status, g::ReceiveStatus::needs_snapshot);
   EXPECT_EQ(p.b.counters().malformed, 2u);
-  Delta bad_degree = p.a.make_snapshot(0);
+  Delta bad_degree = p.a.make_full_snapshot(0);
   bad_degree.degree = g::kMaxDegree + 1;
   EXPECT_EQ(p.send(bad_degree).status, g::ReceiveStatus::rejected);
   EXPECT_EQ(p.b.counters().malformed, 3u);
   EXPECT_FALSE(p.b.link_synced(pid(0)));
-  EXPECT_TRUE(p.send(p.a.make_snapshot(1)).accepted);
+  EXPECT_TRUE(p.send(p.a.make_full_snapshot(1)).accepted);
 }
 
 TEST(UpdateGuard, NormOutlierIsRejectedAfterWarmUp) {
@@ -466,7 +521,7 @@ TEST(UpdateGuard, CenteredClippingBoundsAByzantineNeighbour) {
       const Delta attack{.round = s.round,
                          .degree = 1,
                          .snapshot = true,
-                         .codec_payload = murmur::compress::Encoder("fp32").encode(evil)};
+                         .codec_payload = murmur::compress::Encoder("fp32").encode(evil), .state_digest = {}};
       for (const auto& [a, b] : s.edges) {
         if (b == 3) {
           ASSERT_TRUE(s.deliver(3, a, attack).accepted);

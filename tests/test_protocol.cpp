@@ -116,12 +116,16 @@ TEST(Protocol, TrainingMessagesRoundTrip) {
         : it % 3 == 2
             ? g::TrainMessage{g::RingSegment{r.u64(), uint32_t(r.rng()), r.bytes(it == 2 ? 0 : 5000)}}
             : g::TrainMessage{
-                  g::Delta{r.u64(), uint32_t(r.rng()), bool(it & 1), r.bytes(it == 0 ? 0 : 5000)}};
+                  g::Delta{r.u64(), uint32_t(r.rng()), bool(it & 1), r.bytes(it == 0 ? 0 : 5000), {}}};
     const auto got = decode_train(encode_train(m));
     ASSERT_TRUE(got) << got.error;
     EXPECT_EQ(*got.value, m);
   }
-  const g::TrainMessage big{g::Delta{1, 2, false, std::vector<uint8_t>(3u << 20, 9)}};  // larger than a chunk
+  const g::TrainMessage by_digest{g::Delta{0, 3, true, {}, std::vector<uint8_t>(g::kStateDigestBytes, 7)}};
+  EXPECT_EQ(*decode_train(encode_train(by_digest)).value, by_digest);
+  const g::TrainMessage long_digest{g::Delta{0, 3, true, {}, std::vector<uint8_t>(g::kStateDigestBytes + 1, 7)}};
+  EXPECT_FALSE(decode_train(encode_train(long_digest)));
+  const g::TrainMessage big{g::Delta{1, 2, false, std::vector<uint8_t>(3u << 20, 9), {}}};  // larger than a chunk
   EXPECT_EQ(*decode_train(encode_train(big)).value, big);
   // A training message is not a control message and vice versa.
   EXPECT_FALSE(decode(encode_train(big)));
@@ -167,43 +171,43 @@ TEST(Protocol, HostileFramesAreRejectedWithAReason) {
   EXPECT_EQ(rejection({0xc6, 0xff, 0xff, 0xff, 0xff}), "truncated");  // a 4 GiB bin is never allocated
   EXPECT_EQ(rejection({}), "truncated");
   EXPECT_TRUE(has(rejection(Frame().u(1).out), "not an envelope"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(2).u(0).peer().out), "version 2"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(1).u(14).u(0).out), "unknown message type 14"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(1).u(100).u(0).out), "unknown message type 100"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(3).u(0).peer().out), "version 3"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(2).u(14).u(0).out), "unknown message type 14"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(2).u(100).u(0).out), "unknown message type 100"));
   EXPECT_TRUE(has(rejection(Frame().array(3).i(-1).u(0).peer().out), "version: not an unsigned"));
-  EXPECT_TRUE(has(rejection(Frame().array(4).u(1).u(0).peer().u(1).out), "Hello: 2 fields, expected 1"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(1).u(0).peer(31).out), "must be 32 bytes"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(1).u(0).peer(33).out), "must be 32 bytes"));
+  EXPECT_TRUE(has(rejection(Frame().array(4).u(2).u(0).peer().u(1).out), "Hello: 2 fields, expected 1"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(2).u(0).peer(31).out), "must be 32 bytes"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(2).u(0).peer(33).out), "must be 32 bytes"));
   EXPECT_TRUE(
-      has(rejection(Frame().array(3).u(1).u(0).peer(32, g::kMaxAddrLen + 1).out), "str size overflow"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(1).u(13).s("x").out), "incarnation: not an unsigned"));
-  EXPECT_TRUE(has(rejection(Frame().array(4).u(1).u(6).u(1).u(uint64_t(1) << 32).out), "degree"));
-  EXPECT_TRUE(has(rejection(Frame().array(4).u(1).u(2).array(0).u(1).out), "reply: not a boolean"));
+      has(rejection(Frame().array(3).u(2).u(0).peer(32, g::kMaxAddrLen + 1).out), "str size overflow"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(2).u(13).s("x").out), "incarnation: not an unsigned"));
+  EXPECT_TRUE(has(rejection(Frame().array(4).u(2).u(6).u(1).u(uint64_t(1) << 32).out), "degree"));
+  EXPECT_TRUE(has(rejection(Frame().array(4).u(2).u(2).array(0).u(1).out), "reply: not a boolean"));
   // One peer too many in a sample.
   Frame many;
-  many.array(4).u(1).u(2).array(g::kMaxPeersPerMessage + 1);
+  many.array(4).u(2).u(2).array(g::kMaxPeersPerMessage + 1);
   for (size_t i = 0; i <= g::kMaxPeersPerMessage; ++i) many.peer();
   many.p.pack_true();
   EXPECT_TRUE(has(rejection(many.out), "array size overflow"));
   // A member update with an unknown state, a sample element that is not a peer.
-  EXPECT_TRUE(has(rejection(Frame().array(4).u(1).u(3).u(1).array(1).array(4).bin(32).s("a").u(1).u(4).out),
+  EXPECT_TRUE(has(rejection(Frame().array(4).u(2).u(3).u(1).array(1).array(4).bin(32).s("a").u(1).u(4).out),
                   "update.state"));
   Frame not_peer;
-  not_peer.array(4).u(1).u(2).array(1).u(5);
+  not_peer.array(4).u(2).u(2).array(1).u(5);
   not_peer.p.pack_true();
   EXPECT_TRUE(has(rejection(not_peer.out), "sample: element 0"));
   // Payload bounds: chunk index, chunk_count 0, a chunk over kMaxChunkBytes.
   EXPECT_TRUE(
-      has(rejection(Frame().array(7).u(1).u(10).u(0).u(0).u(3).u(3).bin(1).out), "chunk 3 not below"));
-  EXPECT_TRUE(has(rejection(Frame().array(7).u(1).u(10).u(0).u(0).u(0).u(0).bin(1).out), "chunk_count 0"));
-  EXPECT_TRUE(has(rejection(Frame().array(7).u(1).u(10).u(0).u(0).u(0).u(1).bin(g::kMaxChunkBytes + 1).out),
+      has(rejection(Frame().array(7).u(2).u(10).u(0).u(0).u(3).u(3).bin(1).out), "chunk 3 not below"));
+  EXPECT_TRUE(has(rejection(Frame().array(7).u(2).u(10).u(0).u(0).u(0).u(0).bin(1).out), "chunk_count 0"));
+  EXPECT_TRUE(has(rejection(Frame().array(7).u(2).u(10).u(0).u(0).u(0).u(1).bin(g::kMaxChunkBytes + 1).out),
                   "bin size overflow"));
   // A state chunk reaching past total_size.
   EXPECT_TRUE(
-      has(rejection(Frame().array(7).u(1).u(12).u(1).u(10).u(8).bin(32).bin(3).out), "exceeds total_size"));
+      has(rejection(Frame().array(7).u(2).u(12).u(1).u(10).u(8).bin(32).bin(3).out), "exceeds total_size"));
   // Nesting deeper than any message needs.
   EXPECT_TRUE(
-      has(rejection(Frame().array(3).u(1).u(0).array(1).array(1).array(1).u(0).out), "depth size overflow"));
+      has(rejection(Frame().array(3).u(2).u(0).array(1).array(1).array(1).u(0).out), "depth size overflow"));
   // Trailing bytes after a valid message.
   std::vector<uint8_t> trailing = encode(g::Bye{1});
   trailing.push_back(0xc0);
@@ -226,7 +230,7 @@ TEST(Protocol, FuzzStyleRun) {
   Rand r;
   std::vector<std::vector<uint8_t>> seeds;
   for (const g::Message& m : r.all()) seeds.push_back(encode(m));
-  seeds.push_back(encode_train(g::Delta{3, 2, true, r.bytes(100)}));
+  seeds.push_back(encode_train(g::Delta{3, 2, true, r.bytes(100), {}}));
   seeds.push_back(encode_train(g::RingSegment{4, 1, r.bytes(100)}));
   const auto t0 = std::chrono::steady_clock::now();
   const int iterations = 60000;
