@@ -1,10 +1,10 @@
 #include "gossip/consensus.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
-
-#include <sodium.h>
 
 #include "compress/codec_spec.h"
 #include "compress/parallel.h"

@@ -368,29 +368,29 @@ std::vector<MemberUpdate> Membership::piggyback(const PeerId& to) {
     out.push_back({it->second.info, it->second.state});
   const int limit = cfg_.retransmit_mult * static_cast<int>(std::ceil(std::log2(double(live_count_) + 2.0)));
   const size_t room = static_cast<size_t>(cfg_.max_piggyback) - out.size();
-  std::vector<PeerId> taken;
-  for (const std::list<PeerId>& bucket : by_sent_) {
-    for (const PeerId& id : bucket) {
+  std::vector<Broadcast*> taken;
+  for (const std::list<Broadcast*>& bucket : by_sent_) {
+    for (Broadcast* b : bucket) {
       if (taken.size() == room) break;
-      if (id != to) taken.push_back(id);
+      if (!IdEq{}(b->update.peer.id, to)) taken.push_back(b);
     }
+    if (taken.size() == room) break;
   }
-  for (const PeerId& id : taken) {
-    auto b = broadcasts_.find(id);
-    out.push_back(b->second.update);
-    by_sent_[size_t(b->second.sent)].erase(b->second.queued);
-    if (++b->second.sent >= limit)
-      broadcasts_.erase(b);
+  for (Broadcast* b : taken) {
+    out.push_back(b->update);
+    by_sent_[size_t(b->sent)].erase(b->queued);
+    if (++b->sent >= limit)
+      broadcasts_.erase(PeerId(b->update.peer.id));  // a copy: the key must outlive the node
     else
-      queue_broadcast(b->second);
+      queue_broadcast(*b);
   }
   return out;
 }
 
 void Membership::queue_broadcast(Broadcast& b) {
   if (by_sent_.size() <= size_t(b.sent)) by_sent_.resize(size_t(b.sent) + 1);
-  std::list<PeerId>& bucket = by_sent_[size_t(b.sent)];
-  b.queued = bucket.insert(bucket.end(), b.update.peer.id);
+  std::list<Broadcast*>& bucket = by_sent_[size_t(b.sent)];
+  b.queued = bucket.insert(bucket.end(), &b);
 }
 
 // -- membership timers ---------------------------------------------------------------
@@ -516,13 +516,17 @@ void Membership::run_links(Millis now) {
   }
   const size_t want = static_cast<size_t>(cfg_.target_degree) + (retiring ? 1 : 0);
   if (links_.size() + pending_links_.size() >= want) return;
+  // Random live members not linked yet. A bounded number of draws, not a scan of every member: a peer
+  // below its degree (its requests refused) tries again each tick, and a swarm has thousands.
   std::vector<const Member*> candidates;
-  for (const Member* m : alive_)
-    if (!links_.count(m->info.id) && !pending_links_.count(m->info.id)) candidates.push_back(m);
-  for (size_t need = want - links_.size() - pending_links_.size(); need > 0 && !candidates.empty(); --need) {
-    const size_t pick = rng_.below(candidates.size());
-    const Member* m = candidates[pick];
-    candidates.erase(candidates.begin() + static_cast<ptrdiff_t>(pick));
+  const size_t need = want - links_.size() - pending_links_.size();
+  for (size_t tries = 0; tries < 4 * need + 8 && candidates.size() < need && !alive_.empty(); ++tries) {
+    const Member* m = alive_[rng_.below(alive_.size())];
+    if (!links_.count(m->info.id) && !pending_links_.count(m->info.id) &&
+        std::find(candidates.begin(), candidates.end(), m) == candidates.end())
+      candidates.push_back(m);
+  }
+  for (const Member* m : candidates) {
     const uint64_t epoch = rng_.next() | 1;  // random, so a restarted peer cannot reuse one
     pending_links_[m->info.id] = {epoch, now + cfg_.link_request_timeout};
     send(m->info, LinkRequest{epoch, degree_with(1)});

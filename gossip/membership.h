@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <list>
 #include <map>
@@ -149,6 +150,18 @@ class Membership {
       return false;
     }
   };
+  struct IdEq {  // four word compares, inline (std::equal_to<std::array> calls memcmp)
+    bool operator()(const PeerId& a, const PeerId& b) const {
+      uint64_t diff = 0;
+      for (size_t i = 0; i < a.size(); i += 8) {
+        uint64_t x, y;
+        std::memcpy(&x, a.data() + i, 8);
+        std::memcpy(&y, b.data() + i, 8);
+        diff |= x ^ y;
+      }
+      return diff == 0;
+    }
+  };
   struct IdHash {  // ids are public keys: their bytes are already uniform
     size_t operator()(const PeerId& id) const {
       uint64_t h = 0;
@@ -165,7 +178,7 @@ class Membership {
   struct Broadcast {
     MemberUpdate update;
     int sent = 0;
-    std::list<PeerId>::iterator queued;  // in by_sent_[sent]
+    std::list<Broadcast*>::iterator queued;  // in by_sent_[sent]
   };
   struct Probe {
     PeerId target{};
@@ -242,14 +255,16 @@ class Membership {
   PeerInfo self_;
   MembershipConfig cfg_;
   SplitMix64 rng_;
-  std::unordered_map<PeerId, Member, IdHash> members_;  // nodes stay put: alive_ points at them
+  std::unordered_map<PeerId, Member, IdHash, IdEq> members_;  // nodes stay put: alive_ points at them
   std::vector<Member*> alive_, dead_;  // members in those states, in no order (map nodes do not move)
   size_t live_count_ = 0;              // alive or suspect
   // (when, id): a suspicion or tombstone that ends then, unless the member changed state since.
   std::priority_queue<std::pair<Millis, PeerId>, std::vector<std::pair<Millis, PeerId>>, std::greater<>>
       expiries_;
-  std::unordered_map<PeerId, Broadcast, IdHash> broadcasts_;
-  std::vector<std::list<PeerId>> by_sent_;  // broadcasts_ by times sent, each bucket oldest first
+  std::unordered_map<PeerId, Broadcast, IdHash, IdEq> broadcasts_;
+  // broadcasts_ by times sent, each bucket oldest first (pointers: the map's nodes stay put, and a
+  // piggyback need not look each one up again)
+  std::vector<std::list<Broadcast*>> by_sent_;
   std::vector<std::string> join_addrs_;
   bool joined_ = false;
   bool leaving_ = false;

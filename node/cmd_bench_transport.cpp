@@ -170,16 +170,38 @@ void run_bench(const TransportBenchArgs& args) {
                     {"bare_null_mbps", double(bytes) / null / 1e6}});
   }
 
-  // Probes every 10 ms while payloads of the largest size keep the bulk link busy.
+  // Probes every 10 ms while payloads of the largest size keep the bulk link busy. As in a peer
+  // (node/peer_mailbox.h), another thread builds the payloads and the network thread only queues
+  // them: building 256 MiB on the probing thread would stall its probes, not the transport's.
   std::vector<double> rtt_ms;
   std::map<uint64_t, Clock::time_point> sent;
   const auto end = Clock::now() + std::chrono::duration<double>(args.probe_seconds);
+  std::mutex ready_mu;
+  std::condition_variable ready_cv;
+  std::deque<std::vector<uint8_t>> ready;
+  std::atomic<bool> producing{true};
+  std::thread producer([&] {
+    while (producing) {
+      std::vector<uint8_t> next(sizes.back(), 2);
+      std::unique_lock lock(ready_mu);
+      ready_cv.wait(lock, [&] { return ready.size() < 2 || !producing; });
+      ready.push_back(std::move(next));
+    }
+  });
   auto next_probe = Clock::now();
   uint64_t probe = 0, bulk_bytes = 0;
   const auto t_bulk = Clock::now();
   while (Clock::now() < end) {
-    if (a.queued_payloads(b.id) < 2 && a.send_payload(b, 1, seq++, std::vector<uint8_t>(sizes.back(), 2))) {
+    std::unique_lock lock(ready_mu);
+    if (a.queued_payloads(b.id) < 2 && !ready.empty()) {
+      std::vector<uint8_t> next = std::move(ready.front());
+      ready.pop_front();
+      lock.unlock();
+      ready_cv.notify_one();
+      if (!a.send_payload(b, 1, seq++, std::move(next))) throw std::runtime_error("payload queue full");
       bulk_bytes += sizes.back();
+    } else {
+      lock.unlock();
     }
     if (Clock::now() >= next_probe) {
       sent[probe] = Clock::now();
@@ -192,6 +214,12 @@ void run_bench(const TransportBenchArgs& args) {
       }
     }
   }
+  {
+    std::lock_guard lock(ready_mu);
+    producing = false;
+  }
+  ready_cv.notify_one();
+  producer.join();
   while (a.queued_payloads(b.id) > 0) a.poll(1ms);
   const double bulk_secs = std::chrono::duration<double>(Clock::now() - t_bulk).count();
   const nlohmann::json j = {{"transport", "curve router/dealer, loopback, two threads"},

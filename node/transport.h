@@ -122,6 +122,7 @@ class Transport {
   struct Reassembly {
     uint64_t link_epoch = 0, seq = 0;
     uint32_t next = 0, count = 0;
+    size_t bound = 0;  // count × the first chunk's size: reserved up front, counted in partial_bytes_
     std::vector<uint8_t> bytes;
   };
 

@@ -441,7 +441,11 @@ struct Pair {
   g::ReceiveResult send(const Delta& d) { return b.on_delta(pid(0), seq++, d); }
   // A hand-made delta: q = fp32 payload of x.
   g::ReceiveResult send_raw(std::vector<uint8_t> payload, bool snapshot = false) {
-    return send(Delta{.round = seq, .degree = 1, .snapshot = snapshot, .codec_payload = std::move(payload), .state_digest = {}});
+    return send(Delta{.round = seq,
+                      .degree = 1,
+                      .snapshot = snapshot,
+                      .codec_payload = std::move(payload),
+                      .state_digest = {}});
   }
 };
 }  // namespace
@@ -521,7 +525,8 @@ TEST(UpdateGuard, CenteredClippingBoundsAByzantineNeighbour) {
       const Delta attack{.round = s.round,
                          .degree = 1,
                          .snapshot = true,
-                         .codec_payload = murmur::compress::Encoder("fp32").encode(evil), .state_digest = {}};
+                         .codec_payload = murmur::compress::Encoder("fp32").encode(evil),
+                         .state_digest = {}};
       for (const auto& [a, b] : s.edges) {
         if (b == 3) {
           ASSERT_TRUE(s.deliver(3, a, attack).accepted);

@@ -123,9 +123,11 @@ TEST(Protocol, TrainingMessagesRoundTrip) {
   }
   const g::TrainMessage by_digest{g::Delta{0, 3, true, {}, std::vector<uint8_t>(g::kStateDigestBytes, 7)}};
   EXPECT_EQ(*decode_train(encode_train(by_digest)).value, by_digest);
-  const g::TrainMessage long_digest{g::Delta{0, 3, true, {}, std::vector<uint8_t>(g::kStateDigestBytes + 1, 7)}};
+  const g::TrainMessage long_digest{
+      g::Delta{0, 3, true, {}, std::vector<uint8_t>(g::kStateDigestBytes + 1, 7)}};
   EXPECT_FALSE(decode_train(encode_train(long_digest)));
-  const g::TrainMessage big{g::Delta{1, 2, false, std::vector<uint8_t>(3u << 20, 9), {}}};  // larger than a chunk
+  const g::TrainMessage big{
+      g::Delta{1, 2, false, std::vector<uint8_t>(3u << 20, 9), {}}};  // larger than a chunk
   EXPECT_EQ(*decode_train(encode_train(big)).value, big);
   // A training message is not a control message and vice versa.
   EXPECT_FALSE(decode(encode_train(big)));

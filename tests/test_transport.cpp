@@ -232,14 +232,23 @@ TEST(Transport, OversizeMalformedAndSpoofedFramesAreDroppedAndCounted) {
   raw.send(zmq::buffer(spoof), zmq::send_flags::none);
   const auto bad_chunk = encode(g::Payload{1, 1, 5, 9, {1, 2}});  // chunk 5 without 0..4
   raw.send(zmq::buffer(bad_chunk), zmq::send_flags::none);
+  // 100,000 chunks of 16 KiB would pass the 1 GiB payload bound: refused before any memory is taken.
+  const auto too_many = encode(g::Payload{1, 2, 0, 100'000, std::vector<uint8_t>(16 << 10, 1)});
+  raw.send(zmq::buffer(too_many), zmq::send_flags::none);
+  // A later chunk larger than the first (whose size reserved the buffer).
+  for (const auto& frame :
+       {encode(g::Payload{1, 3, 0, 3, {1, 2}}), encode(g::Payload{1, 3, 1, 3, {1, 2, 3, 4, 5}})})
+    raw.send(zmq::buffer(frame), zmq::send_flags::none);
   const auto& rej = p.b.counters().total.rejected;
   const auto count = [&](const char* r) { return rej.count(r) ? rej.at(r) : 0; };
-  got = pump_until({&p.b}, p.b,
-                   [&](auto&) { return count("malformed") + count("spoofed") + count("reassembly") >= 3; });
+  got = pump_until({&p.b}, p.b, [&](auto&) {
+    return count("malformed") + count("spoofed") + count("reassembly") + count("oversize") >= 5;
+  });
   EXPECT_TRUE(got.empty());
   EXPECT_EQ(count("malformed"), 1u);
   EXPECT_EQ(count("spoofed"), 1u);
-  EXPECT_EQ(count("reassembly"), 1u);
+  EXPECT_EQ(count("reassembly"), 2u);
+  EXPECT_EQ(count("oversize"), 1u);
   EXPECT_EQ(p.b.counters().peers.at(p.ka.id).rejected.at("malformed"), 1u);
   // The transport keeps working.
   p.a.send(info(p.b), g::Bye{2});
