@@ -89,6 +89,12 @@ struct LinkDistance {
   double distance = 0;  // ‖θ_i − θ̂_j‖ / ‖θ_i‖
 };
 
+// The newest round of the sender's that a receiver's mirror holds once `d` is applied: a delta made
+// in round r carries r; a snapshot made during round r holds θ̂ before r's delta, so r − 1. A driver
+// waits for each neighbour's round-r delta before mixing round r; a fresh link's snapshot must not
+// count as that delta.
+inline int64_t newest_round(const Delta& d) { return static_cast<int64_t>(d.round) - (d.snapshot ? 1 : 0); }
+
 class Consensus {
  public:
   // n: parameter count; seed: this peer's seed (mixed with the round for the codec's

@@ -455,7 +455,7 @@ class Sim {
       if (d.round > p.round + 1) adopt(i, d);
     }
     const g::ReceiveResult r = p.consensus->on_delta(fid, m.seq, d);
-    if (r.accepted) l.last_round = int64_t(d.round);
+    if (r.accepted) l.last_round = g::newest_round(d);
     if (r.resync) request_snapshot(i, fid, l);
     if (r.accepted && d.snapshot) l.resync_pending = false;
     if (p.phase == Phase::waiting && all_in(p)) mix(i);

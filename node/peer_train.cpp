@@ -268,7 +268,7 @@ void PeerTraining::on_payload(InPayload& p) {
   }
   const gossip::ReceiveResult r = consensus_.on_delta(p.from, p.seq, d);
   if (r.accepted) {
-    l.last_round = static_cast<int64_t>(d.round);
+    l.last_round = gossip::newest_round(d);
   } else if (r.status != gossip::ReceiveStatus::duplicate) {
     ++rejected_;
     log_.write({{"event", "rejected"}, {"peer", gossip::short_name(p.from)}, {"reason", r.reason}});

@@ -35,6 +35,10 @@ using DecodeResult = Decoded<gossip::Message>;
 
 std::vector<uint8_t> encode(const gossip::Message& m);
 DecodeResult decode(std::span<const uint8_t> frame);
+// The frame of encode(Payload{link_epoch, seq, chunk, chunk_count, bytes}), written straight from a
+// slice of the whole payload: the transport's bulk path copies each byte once here.
+std::vector<uint8_t> encode_payload_chunk(uint64_t link_epoch, uint64_t seq, uint32_t chunk,
+                                          uint32_t chunk_count, std::span<const uint8_t> bytes);
 
 // A training message may be as large as the reassembled payload that carries it.
 std::vector<uint8_t> encode_train(const gossip::TrainMessage& m);

@@ -180,13 +180,15 @@ void Transport::pump(const g::PeerId& to, Outbound& o) {
     o.control_queue.pop_front();
     ++counters_.total.messages_out, ++counters_.peers[to].messages_out;
   }
-  while (!o.bulk_queue.empty()) {
+  // Encode a chunk only when the socket will take it: poll() pumps on every wake-up, and a full
+  // socket would otherwise cost a discarded copy of a chunk each time.
+  while (!o.bulk_queue.empty() && (o.bulk.get(zmq::sockopt::events) & ZMQ_POLLOUT)) {
     Outbound::Pending& p = o.bulk_queue.front();
     const size_t begin = size_t(p.next_chunk) * config_.chunk_bytes;
     const size_t end = std::min(p.bytes.size(), begin + config_.chunk_bytes);
-    g::Payload chunk{p.link_epoch, p.seq, p.next_chunk, p.chunk_count, {}};
-    chunk.bytes.assign(p.bytes.begin() + long(begin), p.bytes.begin() + long(end));
-    if (!try_send(o.bulk, to, encode(chunk))) return;
+    const std::span<const uint8_t> slice(p.bytes.data() + begin, end - begin);
+    if (!try_send(o.bulk, to, encode_payload_chunk(p.link_epoch, p.seq, p.next_chunk, p.chunk_count, slice)))
+      return;
     if (++p.next_chunk == p.chunk_count) {
       o.bulk_queue.pop_front();
       ++counters_.total.messages_out, ++counters_.peers[to].messages_out;
