@@ -22,11 +22,7 @@ namespace g = murmur::gossip;
 
 void validate(const SimConfig& c) {
   auto fail = [](const std::string& what) { throw std::invalid_argument(what); };
-  if (c.objective.dim < 1 || c.objective.dim > (size_t{1} << 24)) fail("dim must be within 1..16777216");
-  if (!(c.objective.heterogeneity >= 0 && c.objective.heterogeneity <= 1e3))
-    fail("heterogeneity must be 0..1000");
-  if (!(c.objective.noise >= 0 && c.objective.noise <= 1e3)) fail("noise must be 0..1000");
-  if (!(c.objective.lr > 0 && c.objective.lr < 2)) fail("lr must be in (0, 2): the curvatures reach 1");
+  if (!c.make_objective) validate(c.objective);
   if (c.rounds < 1) fail("rounds must be at least 1");
   if (c.inner_steps < 1) fail("inner-steps must be at least 1");
   if (!(c.step_s > 0 && c.step_s <= 3600)) fail("step-s must be in (0, 3600]");
@@ -124,7 +120,10 @@ class Sim {
  public:
   Sim(const Scenario& s, const SimConfig& c, const std::function<void(const SimSample&)>& progress)
       : s_(s), c_(c), progress_(progress), rng_(mix64(c.seed ^ 0x51a7e5)), peers_(s.peers.size()) {
-    init_objective();
+    obj_ = c.make_objective ? c.make_objective(peers_.size())
+                            : make_quadratic(c.objective, peers_.size(), c.inner_steps, c.seed);
+    result_.loss_name = obj_->loss_name();
+    initial_ = obj_->initial();
     const size_t n = s.sites.size();
     shape_.assign(n, std::vector<LinkProfile>(n));
     blocked_.assign(n, std::vector<bool>(n, false));
@@ -162,62 +161,14 @@ class Sim {
     take_sample();
     for (size_t i = 0; i < peers_.size(); ++i) {
       const Peer& p = peers_[i];
-      result_.peers.push_back({s_.peers[i].name, p.round, p.started ? rel_loss(p.theta) : 1.0, p.bytes_sent,
-                               p.bytes_received, p.wait_s, p.crashed});
+      result_.peers.push_back({s_.peers[i].name, p.round, obj_->peer_loss(i, p.started ? p.theta : initial_),
+                               p.bytes_sent, p.bytes_received, p.wait_s, p.crashed});
     }
     result_.virtual_s = now_;
     return std::move(result_);
   }
 
  private:
-  // -- the objective ---------------------------------------------------------------------------------------
-  void init_objective() {
-    const QuadraticObjective& o = c_.objective;
-    const size_t d = o.dim, np = peers_.size();
-    curvature_.resize(d);
-    decay_.resize(d);
-    noise_sd_.resize(d);
-    for (size_t k = 0; k < d; ++k) {
-      curvature_[k] = d == 1 ? 1.0 : 0.1 + 0.9 * double(k) / double(d - 1);
-      // H SGD steps on one coordinate in closed form: e ← (1−ηa)^H e + N(0, η²σ² Σ_t (1−ηa)^{2t}).
-      const double r = 1.0 - o.lr * curvature_[k];
-      decay_[k] = std::pow(r, c_.inner_steps);
-      const double geo = std::abs(1 - r * r) < 1e-12 ? double(c_.inner_steps)
-                                                     : (1 - std::pow(r * r, c_.inner_steps)) / (1 - r * r);
-      noise_sd_[k] = o.lr * o.noise * std::sqrt(geo);
-    }
-    SplitMix64 rng(mix64(c_.seed ^ 0x0b1ec7));
-    std::vector<double> common(d);
-    for (double& v : common) v = rng.normal();
-    target_.assign(np, std::vector<float>(d));
-    optimum_.assign(d, 0.0);
-    for (size_t i = 0; i < np; ++i)
-      for (size_t k = 0; k < d; ++k) {
-        target_[i][k] = static_cast<float>(common[k] + o.heterogeneity * rng.normal());
-        optimum_[k] += target_[i][k] / double(np);
-      }
-    const std::vector<float> x0(d, 0.0f);
-    initial_gap_ = 0;
-    initial_gap_ = std::max(gap(x0), 1e-30);
-  }
-  double gap(std::span<const float> x) const {  // f(x) − f*: the f_i share their curvature
-    double sum = 0;
-    for (size_t k = 0; k < x.size(); ++k) {
-      const double e = x[k] - optimum_[k];
-      sum += 0.5 * curvature_[k] * e * e;
-    }
-    return sum;
-  }
-  double rel_loss(std::span<const float> x) const { return gap(x) / initial_gap_; }
-
-  void local_steps(size_t i) {
-    Peer& p = peers_[i];
-    for (size_t k = 0; k < p.theta.size(); ++k) {
-      const double b = target_[i][k];
-      p.theta[k] = static_cast<float>(b + decay_[k] * (p.theta[k] - b) + noise_sd_[k] * rng_.normal());
-    }
-  }
-
   // -- the event queue -------------------------------------------------------------------------------------
   void push(double t, Kind kind, size_t peer, uint64_t tag) {
     queue_.push(Event{t, order_++, kind, static_cast<uint32_t>(peer), tag});
@@ -398,7 +349,7 @@ class Sim {
   void end_local_steps(size_t i) {
     Peer& p = peers_[i];
     p.fresh = false;
-    local_steps(i);
+    obj_->local_steps(i, p.theta, p.round);
     p.outer->step(p.start, p.theta, float(c_.outer_lr), float(c_.outer_momentum));
     auto d = std::make_shared<const g::Delta>(p.consensus->make_delta(p.theta, p.round));
     const size_t bytes = wire_bytes(d.get());
@@ -482,10 +433,10 @@ class Sim {
     p.member =
         std::make_unique<g::Membership>(g::PeerInfo{sim_id(i), sim_addr(i), p.incarnation}, c_.membership,
                                         mix64(c_.seed * 1000003 + i * 7919 + p.incarnation));
-    p.consensus = std::make_unique<g::Consensus>(c_.objective.dim, c_.consensus, mix64(c_.seed + i));
+    p.consensus = std::make_unique<g::Consensus>(obj_->dim(), c_.consensus, mix64(c_.seed + i));
     if (!restart) {
-      p.theta.assign(c_.objective.dim, 0.0f);
-      p.outer = std::make_unique<g::OuterOptimizer>(c_.objective.dim);
+      p.theta = initial_;
+      p.outer = std::make_unique<g::OuterOptimizer>(obj_->dim());
     }
     // A restart resumes its own state (as from a checkpoint taken when it died).
     p.consensus->reset_self(p.theta);
@@ -548,10 +499,14 @@ class Sim {
   void take_sample() {
     SimSample s;
     s.time_s = now_;
-    std::vector<double> mean(c_.objective.dim, 0.0);
+    std::vector<double> mean(obj_->dim(), 0.0);
     std::vector<const Peer*> in;
-    for (const Peer& p : peers_)
-      if (p.started && !p.crashed) in.push_back(&p);
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      const Peer& p = peers_[i];
+      if (!p.started || p.crashed) continue;
+      in.push_back(&p);
+      s.mean_loss += obj_->peer_loss(i, p.theta);
+    }
     s.peers = in.size();
     s.train_bytes = train_bytes_;
     s.membership_bytes = membership_bytes_;
@@ -559,7 +514,6 @@ class Sim {
       for (const Peer* p : in) {
         for (size_t k = 0; k < mean.size(); ++k) mean[k] += p->theta[k];
         s.mean_round += double(p->round);
-        s.mean_loss += rel_loss(p->theta);
         s.link_distance += p->link_distance;
       }
       const double n = double(in.size());
@@ -582,7 +536,7 @@ class Sim {
       s.mean_loss /= n;
       s.link_distance /= n;
       s.consensus /= n;
-      s.loss_of_mean = rel_loss(xbar);
+      s.loss_of_mean = obj_->loss(xbar);
     }
     result_.samples.push_back(s);
     if (progress_) progress_(s);
@@ -593,9 +547,8 @@ class Sim {
   std::function<void(const SimSample&)> progress_;
   SplitMix64 rng_;
   std::vector<Peer> peers_;
-  std::vector<double> curvature_, decay_, noise_sd_, optimum_;
-  std::vector<std::vector<float>> target_;
-  double initial_gap_ = 1;
+  std::unique_ptr<SimObjective> obj_;
+  std::vector<float> initial_;  // every peer's θ at its first start
   double round_s_ = 1;
   Millis tick_ms_ = 100;
   std::vector<std::vector<LinkProfile>> shape_;  // [from site][to site]

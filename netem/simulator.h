@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,22 +17,14 @@
 #include "gossip/membership.h"
 #include "gossip/messages.h"
 #include "netem/scenario.h"
+#include "netem/sim_objective.h"
 
 namespace murmur::netem {
 
-// Peer i minimises f_i(x) = ½ Σ_k a_k (x_k − b_ik)² from stochastic gradients ∇f_i(x) + σξ. The swarm's
-// objective is the mean of the f_i over all of the scenario's peers; its minimiser x* is the mean of the
-// b_i. The curvatures a_k spread evenly over [0.1, 1]; b_i = b + h·z_i with b, z_i standard normal, so h
-// sets how far the peers' data disagree (h = 0: identical data).
-struct QuadraticObjective {
-  size_t dim = 256;
-  double heterogeneity = 0.1;  // h: peers reading one corpus differ little; 1 is strongly non-IID
-  double noise = 0.1;          // σ, per coordinate and step
-  double lr = 0.2;             // inner SGD step size (stable below 2)
-};
-
 struct SimConfig {
-  QuadraticObjective objective;
+  QuadraticObjective objective;  // what the peers train, unless make_objective is set
+  // Builds another objective for the scenario's peers (node/sim_model.h: the real model).
+  std::function<std::unique_ptr<SimObjective>(size_t peers)> make_objective;
   int64_t rounds = 100;   // each peer leaves the swarm after this many rounds
   int inner_steps = 50;   // H
   double step_s = 0.1;    // virtual compute time of one inner step at compute factor 1.0
@@ -48,8 +41,9 @@ struct SimConfig {
   std::function<size_t(const gossip::Delta&)> delta_bytes;
 };
 
-// The swarm at one virtual time. Losses are relative suboptimality (f(x) − f*) / (f(x₀) − f*): 1 at the
-// start, 0 at the optimum. Peers count from their start until they crash (finished peers stay, frozen).
+// The swarm at one virtual time, losses in the objective's terms (SimObjective::loss_name: relative
+// suboptimality for the quadratic, 1 at the start and 0 at the optimum). Peers count from their start
+// until they crash (finished peers stay, frozen).
 struct SimSample {
   double time_s = 0;
   size_t peers = 0;
@@ -65,13 +59,14 @@ struct SimSample {
 struct SimPeerResult {
   std::string name;
   uint64_t rounds = 0;
-  double loss = 0;  // relative suboptimality of its x_i at the end
+  double loss = 0;  // of its x_i at the end (SimObjective::peer_loss)
   uint64_t bytes_sent = 0, bytes_received = 0;
   double wait_s = 0;
   bool crashed = false;  // killed and not restarted
 };
 
 struct SimResult {
+  std::string loss_name;           // what the losses measure
   std::vector<SimSample> samples;  // the last one is taken at the end
   std::vector<SimPeerResult> peers;
   double virtual_s = 0;

@@ -15,6 +15,7 @@
 #include "netem/simulator.h"
 #include "node/commands.h"
 #include "node/protocol.h"
+#include "node/sim_model.h"
 
 namespace murmur::cli {
 
@@ -30,6 +31,7 @@ struct SimArgs {
   double sample_s = 0;
   double progress_s = 2;
   uint64_t seed = 1;
+  std::string objective_kind = "quadratic";
   netem::QuadraticObjective objective;
 };
 
@@ -56,6 +58,10 @@ netem::SimConfig sim_config(const netem::Scenario& s, const SimArgs& a, const st
         "\": the simulator runs gossip only (`murmur netem run` runs every algorithm)");
   netem::SimConfig c;
   c.objective = a.objective;
+  if (a.objective_kind == "model") {
+    const PeerArgs peer = peer_args_from_training(s.training, source);
+    c.make_objective = [peer](size_t peers) { return make_model_objective(peer, peers); };
+  }
   c.seed = a.seed;
   c.inner_steps = int(number(t, "inner-steps", 50, source));
   c.rounds = a.rounds > 0 ? a.rounds
@@ -113,7 +119,7 @@ void write_peers_csv(const std::vector<netem::SimPeerResult>& peers, const fs::p
   write_text_atomic(p, f.str());
 }
 
-std::vector<fs::path> plot(const fs::path& dir, const std::string& title) {
+std::vector<fs::path> plot(const fs::path& dir, const std::string& title, const std::string& loss_name) {
   const std::string csv = (dir / "samples.csv").string();
   std::ostringstream gp;
   gp << "set datafile separator ','\nset key autotitle columnhead\nset grid\nset logscale y\n"
@@ -123,7 +129,7 @@ std::vector<fs::path> plot(const fs::path& dir, const std::string& title) {
      << "plot '" << csv << "' using 1:6 with lines title 'mean |x_i - mean x| / |mean x|', '' using 1:7 with "
      << "lines title 'mean link distance (what peers log)'\n";
   gp << "set output '" << (dir / "loss_vs_bytes.png").string() << "'\n"
-     << "set xlabel 'training bytes sent per peer (MB)'\nset ylabel '(f(x) - f*) / (f(x0) - f*)'\n"
+     << "set xlabel 'training bytes sent per peer (MB)'\nset ylabel '" << loss_name << "'\n"
      << "plot '" << csv
      << "' using ($8/1e6):4 with lines title 'loss of the mean model', '' using ($8/1e6):5 "
      << "with lines title 'mean loss of the peers'\n";
@@ -137,10 +143,10 @@ void run_simulation(const SimArgs& a) {
   const netem::SimConfig c = sim_config(s, a, source);
   const fs::path out = a.out;
   fs::create_directories(out);
-  std::printf(
-      "netem simulate %s: %zu peers, %lld rounds of %d steps (%.3g virtual s each), codec %s, dim %zu\n",
-      s.name.c_str(), s.peers.size(), static_cast<long long>(c.rounds), c.inner_steps,
-      c.inner_steps * c.step_s, c.consensus.codec.c_str(), c.objective.dim);
+  std::printf("netem simulate %s: %zu peers, %lld rounds of %d steps (%.3g virtual s each), codec %s, %s\n",
+              s.name.c_str(), s.peers.size(), static_cast<long long>(c.rounds), c.inner_steps,
+              c.inner_steps * c.step_s, c.consensus.codec.c_str(),
+              c.make_objective ? "the [training] model" : ("quadratic, dim " + std::to_string(c.objective.dim)).c_str());
   std::fflush(stdout);
   const auto t0 = std::chrono::steady_clock::now();
   auto wall = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
@@ -165,7 +171,9 @@ void run_simulation(const SimArgs& a) {
       {"inner_steps", c.inner_steps},
       {"step_s", c.step_s},
       {"codec", c.consensus.codec},
-      {"dim", c.objective.dim},
+      {"objective", a.objective_kind},
+      {"loss", r.loss_name},
+      {"dim", c.make_objective ? json(nullptr) : json(c.objective.dim)},
       {"seed", c.seed},
       {"virtual_s", r.virtual_s},
       {"wall_s", wall_s},
@@ -187,7 +195,7 @@ void run_simulation(const SimArgs& a) {
   write_text_atomic(out / "summary.json", summary.dump(2) + "\n");
   std::vector<fs::path> pngs;
   try {
-    pngs = plot(out, s.name + ": " + std::to_string(s.peers.size()) + " simulated peers");
+    pngs = plot(out, s.name + ": " + std::to_string(s.peers.size()) + " simulated peers", r.loss_name);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "netem simulate: no plots: %s\n", e.what());
   }
@@ -216,9 +224,12 @@ void add_netem_simulate(CLI::App& netem) {
   sub->footer(
       "Every peer runs the real membership and CHOCO gossip code with the real codecs; the network is\n"
       "modelled from the scenario's links (bandwidth, delay, jitter, partitions, set_link) and compute\n"
-      "from each peer's factor. Instead of the language model the peers minimise an analytical objective:\n"
-      "peer i has f_i(x) = 1/2 sum_k a_k (x_k - b_ik)^2 with a_k in [0.1, 1] and b_i = b + h z_i, trained\n"
-      "with noisy SGD; losses are reported as (f(x) - f*) / (f(x0) - f*). From [training]: inner-steps,\n"
+      "from each peer's factor. By default, instead of the language model the peers minimise an analytical\n"
+      "objective: peer i has f_i(x) = 1/2 sum_k a_k (x_k - b_ik)^2 with a_k in [0.1, 1] and b_i = b + h z_i,\n"
+      "trained with noisy SGD; losses are (f(x) - f*) / (f(x0) - f*). With --objective model every peer\n"
+      "trains the [training] model on its data stream as `murmur node` does (losses in nats/token; the\n"
+      "mean loss is the peers' latest round train loss, the loss of the mean a validation loss). From\n"
+      "[training]: inner-steps,\n"
       "steps (rounds = steps / inner-steps), codec, gamma, outer-lr, outer-momentum, degree, max-degree,\n"
       "wait-max-s, clip-radius; batch * context / base_tokens_per_s sets a step's virtual time.\n"
       "Writes DIR/summary.json, samples.csv (the swarm over time), peers.csv, consensus.png and\n"
@@ -233,6 +244,11 @@ void add_netem_simulate(CLI::App& netem) {
       ->check(CLI::Range(0.0, 3600.0));
   sub->add_option("--duration", a->duration,
                   "Stop at this virtual time, e.g. 2h (default: when every peer is done)");
+  sub->add_option("--objective", a->objective_kind,
+                  "quadratic: the analytical objective (fast, any scale); model: every peer trains the "
+                  "[training] model on its data, as `murmur node` does (slow: a few peers)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"quadratic", "model"}));
   sub->add_option("--dim", a->objective.dim, "Parameters of the objective")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 24));

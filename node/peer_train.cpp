@@ -18,6 +18,7 @@
 #include "model/init.h"
 #include "model/trainer.h"
 #include "node/interrupt.h"
+#include "node/peer_model.h"
 #include "node/protocol.h"
 
 namespace murmur {
@@ -36,12 +37,6 @@ constexpr const char* kAlgorithmStateFile = "gossip_state.bin";
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-ModelConfig model_config(const PeerArgs& a) {
-  ModelConfig cfg = preset_config(a.preset);
-  cfg.finalize();
-  return cfg;
-}
-
 class PeerTraining {
  public:
   PeerTraining(const PeerArgs& a, const PeerId& self, PeerMailbox& mailbox, JsonlLog& log)
@@ -49,10 +44,10 @@ class PeerTraining {
         self_(self),
         mailbox_(mailbox),
         log_(log),
-        cfg_(model_config(a)),
+        cfg_(peer_model_config(a)),
         train_(a.data, "train"),
         val_(a.data, "val"),
-        context_(a.context > 0 ? a.context : cfg_.n_ctx),
+        context_(peer_context(a, cfg_)),
         model_(make_backend(parse_device(a.device), cfg_, a.batch, context_, a.threads)),
         trainer_(*model_, train_, train_options()),
         n_(model_->layout().total()),
@@ -67,15 +62,7 @@ class PeerTraining {
 
  private:
   TrainOptions train_options() {
-    TrainOptions o;
-    o.batch = a_.batch;
-    o.context = context_;
-    o.lr = {a_.lr, a_.min_lr_frac, a_.warmup >= 0 ? a_.warmup : std::max<int64_t>(1, a_.steps / 20),
-            a_.steps};
-    o.adamw.weight_decay = a_.weight_decay;
-    o.clip = a_.clip;
-    o.seed = a_.seed;
-    o.peer = a_.peer_index;
+    TrainOptions o = peer_train_options(a_, context_);
     if (a_.algo == "allreduce") o.reduce_grads = [this](ModelBackend& m) { average_grads(m); };
     return o;
   }

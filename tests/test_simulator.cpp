@@ -183,4 +183,46 @@ TEST(SimulatorCli, WritesTheReportAndNamesBadTrainingKeys) {
   EXPECT_NE(nan.output.find("gamma"), std::string::npos) << nan.output;
 }
 
+// --objective model: each simulated peer trains the [training] model with the Trainer `murmur node` uses.
+TEST(SimulatorCli, ModelObjectiveTrainsTheRealModel) {
+  murmur::test::TempDir dir;
+  {
+    std::ofstream a(dir.path() / "a.txt"), b(dir.path() / "b.txt");
+    for (int i = 0; i < 300; ++i)
+      (i < 220 ? a : b) << (i % 3 ? "the quick brown fox jumps over the lazy dog " : "pack my box ") << i % 7
+                        << "\n";
+  }
+  const std::string data = (dir.path() / "data").string();
+  const auto prep = murmur::test::run_command(murmur::test::murmur_cmd(
+      "data prepare --tokenizer byte --out " + data + " --input " + (dir.path() / "a.txt").string() + " " +
+      (dir.path() / "b.txt").string()));
+  ASSERT_EQ(prep.rc, 0) << prep.output;
+  const auto scenario = dir.path() / "s.toml";
+  const std::string training = "[training]\npreset = \"tiny\"\ndata = \"" + data +
+                               "\"\nbatch = 4\ncontext = 32\nlr = 0.003\ninner-steps = 5\nsteps = 40\n"
+                               "eval-windows = 4\n";
+  std::ofstream(scenario) << lan(3) << training;
+  const auto out = dir.path() / "out";
+  const auto r = murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " +
+                                           scenario.string() + " --out " + out.string() + " --objective model");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  std::ifstream f(out / "summary.json");
+  const nlohmann::json s = nlohmann::json::parse(f);
+  EXPECT_EQ(s["objective"], "model");
+  EXPECT_EQ(s["rounds"], 8);
+  EXPECT_DOUBLE_EQ(s["final"]["mean_round"].get<double>(), 8.0);
+  // Byte-level text starts at ln(256) = 5.5 nats/token; this corpus is learnt quickly.
+  EXPECT_LT(s["final"]["mean_loss"].get<double>(), 4.0);
+  EXPECT_LT(s["final"]["loss_of_mean"].get<double>(), 4.0);
+  EXPECT_GT(s["final"]["link_distance"].get<double>(), 0.0);
+
+  std::string huge = training;
+  huge.replace(huge.find("tiny"), 4, "huge");
+  std::ofstream(scenario) << lan(2) << huge;
+  const auto bad = murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " +
+                                             scenario.string() + " --out " + out.string() + " --objective model");
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.output.find("huge"), std::string::npos) << bad.output;
+}
+
 }  // namespace
