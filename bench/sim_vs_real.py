@@ -2,9 +2,9 @@
 """Round-by-round comparison of a real run and a simulation of the same scenario.
 
 Usage: sim_vs_real.py OUT_DIR   (OUT_DIR/real: `murmur netem run`; OUT_DIR/sim: `murmur netem simulate
---objective model`). Real: every peer's log.jsonl "round" events (round r's mean train loss and the
-consensus distance after its mix). Simulated: samples.csv, one sample per round time; the sample where
-the peers' mean round first reaches r + 1 is compared with real round r. Writes OUT_DIR/comparison.json.
+--objective model --per-round`). Both sides give, per peer and round, the round's mean train loss and
+the consensus distance after its mix (real: the peers' log.jsonl "round" events; simulated: rounds.csv);
+they are averaged over the peers per round and compared. Writes OUT_DIR/comparison.json.
 """
 import csv
 import json
@@ -28,13 +28,11 @@ def real_rounds(run):
 
 
 def sim_rounds(sim):
-    out = {}
-    with open(sim / "samples.csv") as f:
+    by_round = {}
+    with open(sim / "rounds.csv") as f:
         for row in csv.DictReader(f):
-            r = int(float(row["mean_round"]) + 1e-9) - 1
-            if r >= 0 and r not in out and abs(float(row["mean_round"]) - (r + 1)) < 1e-9:
-                out[r] = (float(row["mean_loss"]), float(row["link_distance"]))
-    return out
+            by_round.setdefault(int(row["round"]), []).append((float(row["loss"]), float(row["link_distance"])))
+    return {r: (statistics.mean(x[0] for x in v), statistics.mean(x[1] for x in v)) for r, v in by_round.items()}
 
 
 def main():

@@ -9,6 +9,6 @@ out=${1:-runs/sim-vs-real-$(date +%Y%m%d-%H%M%S)}
 scenario=netem/scenarios/sim-vs-real-4.toml
 [ -x build/murmur ] || bash scripts/build.sh
 [ -f data/brown-byte/meta.json ] || build/murmur data prepare --corpus brown --tokenizer byte --out data/brown-byte
-build/murmur netem run "$scenario" --out "$out/real" --progress-s 30
-build/murmur netem simulate "$scenario" --out "$out/sim" --objective model --progress-s 30
+[ -f "$out/real/summary.json" ] || build/murmur netem run "$scenario" --out "$out/real" --progress-s 30
+build/murmur netem simulate "$scenario" --out "$out/sim" --objective model --per-round --progress-s 30
 python3 bench/sim_vs_real.py "$out" | tee "$out/comparison.md"

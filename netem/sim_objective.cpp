@@ -30,8 +30,8 @@ class Quadratic final : public SimObjective {
       // H SGD steps on one coordinate in closed form: e ← (1−ηa)^H e + N(0, η²σ² Σ_t (1−ηa)^{2t}).
       const double r = 1.0 - o.lr * curvature_[k];
       decay_[k] = std::pow(r, inner_steps);
-      const double geo =
-          std::abs(1 - r * r) < 1e-12 ? double(inner_steps) : (1 - std::pow(r * r, inner_steps)) / (1 - r * r);
+      const double geo = std::abs(1 - r * r) < 1e-12 ? double(inner_steps)
+                                                     : (1 - std::pow(r * r, inner_steps)) / (1 - r * r);
       noise_sd_[k] = o.lr * o.noise * std::sqrt(geo);
     }
     SplitMix64 rng(mix64(seed ^ 0x0b1ec7));

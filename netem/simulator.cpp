@@ -109,6 +109,7 @@ struct Peer {
   uint64_t round = 0;
   bool fresh = true;  // has not trained yet: may adopt a running swarm's state
   double wait_start = 0, wait_s = 0, link_distance = 0;
+  double round_loss = 0;  // after the current round's local steps (record_rounds)
   uint64_t bytes_sent = 0, bytes_received = 0;
 };
 
@@ -350,6 +351,7 @@ class Sim {
     Peer& p = peers_[i];
     p.fresh = false;
     obj_->local_steps(i, p.theta, p.round);
+    if (c_.record_rounds) p.round_loss = obj_->peer_loss(i, p.theta);
     p.outer->step(p.start, p.theta, float(c_.outer_lr), float(c_.outer_momentum));
     auto d = std::make_shared<const g::Delta>(p.consensus->make_delta(p.theta, p.round));
     const size_t bytes = wire_bytes(d.get());
@@ -375,6 +377,8 @@ class Sim {
       return kv.second.closing;
     });
     p.link_distance = p.consensus->consensus_distance(p.theta);
+    if (c_.record_rounds)
+      result_.rounds.push_back({uint32_t(i), p.round, now_, p.round_loss, p.link_distance});
     if (++p.round >= uint64_t(c_.rounds)) {
       // Like NetLoop, leave once the last deltas are out: Bye and LinkClose would overtake them.
       p.phase = Phase::done;

@@ -30,9 +30,10 @@ struct SimConfig {
   double step_s = 0.1;    // virtual compute time of one inner step at compute factor 1.0
   double outer_lr = 0.7;  // Nesterov outer step, as in `murmur node`
   double outer_momentum = 0.9;
-  double wait_max_s = 5;  // most a peer waits for its neighbours' deltas before mixing
-  double duration_s = 0;  // virtual time limit; 0 = until every peer is done
-  double sample_s = 0;    // virtual seconds between samples; 0 = one round time (H · step_s)
+  double wait_max_s = 5;       // most a peer waits for its neighbours' deltas before mixing
+  double duration_s = 0;       // virtual time limit; 0 = until every peer is done
+  double sample_s = 0;         // virtual seconds between samples; 0 = one round time (H · step_s)
+  bool record_rounds = false;  // keep every peer's per-round record (SimResult::rounds)
   gossip::ConsensusConfig consensus;
   gossip::MembershipConfig membership;
   uint64_t seed = 1;
@@ -56,6 +57,15 @@ struct SimSample {
   uint64_t membership_bytes = 0;
 };
 
+// One peer's round, as `murmur node` logs it: recorded at its mix.
+struct SimRound {
+  uint32_t peer = 0;
+  uint64_t round = 0;
+  double time_s = 0;
+  double loss = 0;           // SimObjective::peer_loss after the round's local steps
+  double link_distance = 0;  // Consensus::consensus_distance after the mix
+};
+
 struct SimPeerResult {
   std::string name;
   uint64_t rounds = 0;
@@ -68,6 +78,7 @@ struct SimPeerResult {
 struct SimResult {
   std::string loss_name;           // what the losses measure
   std::vector<SimSample> samples;  // the last one is taken at the end
+  std::vector<SimRound> rounds;    // with SimConfig::record_rounds, in the order of the mixes
   std::vector<SimPeerResult> peers;
   double virtual_s = 0;
   uint64_t events = 0, messages = 0, dropped = 0;  // dropped: sent into a partition or to a dead peer

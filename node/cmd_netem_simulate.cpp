@@ -32,6 +32,7 @@ struct SimArgs {
   double progress_s = 2;
   uint64_t seed = 1;
   std::string objective_kind = "quadratic";
+  bool per_round = false;
   netem::QuadraticObjective objective;
 };
 
@@ -80,6 +81,7 @@ netem::SimConfig sim_config(const netem::Scenario& s, const SimArgs& a, const st
   const double tokens = number(t, "batch", 8, source) * number(t, "context", 256, source);
   c.step_s = a.step_s > 0 ? a.step_s : base > 0 ? tokens / base : 0.1;
   c.sample_s = a.sample_s;
+  c.record_rounds = a.per_round;
   if (!a.duration.empty()) {
     try {
       c.duration_s =
@@ -107,6 +109,16 @@ void write_samples_csv(const std::vector<netem::SimSample>& samples, size_t peer
     f << s.time_s << ',' << s.peers << ',' << s.mean_round << ',' << s.loss_of_mean << ',' << s.mean_loss
       << ',' << s.consensus << ',' << s.link_distance << ',' << double(s.train_bytes) / double(peers) << ','
       << double(s.membership_bytes) / double(peers) << '\n';
+  write_text_atomic(p, f.str());
+}
+
+void write_rounds_csv(const std::vector<netem::SimRound>& rounds, const netem::Scenario& s,
+                      const fs::path& p) {
+  std::ostringstream f;
+  f << "peer,round,time_s,loss,link_distance\n";
+  for (const netem::SimRound& r : rounds)
+    f << s.peers[r.peer].name << ',' << r.round << ',' << r.time_s << ',' << r.loss << ',' << r.link_distance
+      << '\n';
   write_text_atomic(p, f.str());
 }
 
@@ -146,7 +158,8 @@ void run_simulation(const SimArgs& a) {
   std::printf("netem simulate %s: %zu peers, %lld rounds of %d steps (%.3g virtual s each), codec %s, %s\n",
               s.name.c_str(), s.peers.size(), static_cast<long long>(c.rounds), c.inner_steps,
               c.inner_steps * c.step_s, c.consensus.codec.c_str(),
-              c.make_objective ? "the [training] model" : ("quadratic, dim " + std::to_string(c.objective.dim)).c_str());
+              c.make_objective ? "the [training] model"
+                               : ("quadratic, dim " + std::to_string(c.objective.dim)).c_str());
   std::fflush(stdout);
   const auto t0 = std::chrono::steady_clock::now();
   auto wall = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
@@ -162,6 +175,7 @@ void run_simulation(const SimArgs& a) {
   const netem::SimSample& last = r.samples.back();
   write_samples_csv(r.samples, s.peers.size(), out / "samples.csv");
   write_peers_csv(r.peers, out / "peers.csv");
+  if (a.per_round) write_rounds_csv(r.rounds, s, out / "rounds.csv");
   double wait = 0;
   for (const auto& p : r.peers) wait += p.wait_s;
   const json summary = {
@@ -225,7 +239,8 @@ void add_netem_simulate(CLI::App& netem) {
       "Every peer runs the real membership and CHOCO gossip code with the real codecs; the network is\n"
       "modelled from the scenario's links (bandwidth, delay, jitter, partitions, set_link) and compute\n"
       "from each peer's factor. By default, instead of the language model the peers minimise an analytical\n"
-      "objective: peer i has f_i(x) = 1/2 sum_k a_k (x_k - b_ik)^2 with a_k in [0.1, 1] and b_i = b + h z_i,\n"
+      "objective: peer i has f_i(x) = 1/2 sum_k a_k (x_k - b_ik)^2 with a_k in [0.1, 1] and b_i = b + h "
+      "z_i,\n"
       "trained with noisy SGD; losses are (f(x) - f*) / (f(x0) - f*). With --objective model every peer\n"
       "trains the [training] model on its data stream as `murmur node` does (losses in nats/token; the\n"
       "mean loss is the peers' latest round train loss, the loss of the mean a validation loss). From\n"
@@ -262,6 +277,8 @@ void add_netem_simulate(CLI::App& netem) {
   sub->add_option("--lr", a->objective.lr, "Inner SGD step size on the objective, in (0, 2)")
       ->capture_default_str()
       ->check(CLI::Range(1e-9, 1.999));
+  sub->add_flag("--per-round", a->per_round,
+                "Also write rounds.csv: every peer's loss and link distance per round, as peers log them");
   sub->add_option("--sample-s", a->sample_s, "Virtual seconds between samples (default: one round)")
       ->check(CLI::Range(0.0, 1e9));
   sub->add_option("--progress-s", a->progress_s, "Wall seconds between progress lines")

@@ -193,9 +193,9 @@ TEST(SimulatorCli, ModelObjectiveTrainsTheRealModel) {
                         << "\n";
   }
   const std::string data = (dir.path() / "data").string();
-  const auto prep = murmur::test::run_command(murmur::test::murmur_cmd(
-      "data prepare --tokenizer byte --out " + data + " --input " + (dir.path() / "a.txt").string() + " " +
-      (dir.path() / "b.txt").string()));
+  const auto prep = murmur::test::run_command(
+      murmur::test::murmur_cmd("data prepare --tokenizer byte --out " + data + " --input " +
+                               (dir.path() / "a.txt").string() + " " + (dir.path() / "b.txt").string()));
   ASSERT_EQ(prep.rc, 0) << prep.output;
   const auto scenario = dir.path() / "s.toml";
   const std::string training = "[training]\npreset = \"tiny\"\ndata = \"" + data +
@@ -203,8 +203,9 @@ TEST(SimulatorCli, ModelObjectiveTrainsTheRealModel) {
                                "eval-windows = 4\n";
   std::ofstream(scenario) << lan(3) << training;
   const auto out = dir.path() / "out";
-  const auto r = murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " +
-                                           scenario.string() + " --out " + out.string() + " --objective model");
+  const auto r =
+      murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " + scenario.string() +
+                                " --out " + out.string() + " --objective model");
   ASSERT_EQ(r.rc, 0) << r.output;
   std::ifstream f(out / "summary.json");
   const nlohmann::json s = nlohmann::json::parse(f);
@@ -219,8 +220,9 @@ TEST(SimulatorCli, ModelObjectiveTrainsTheRealModel) {
   std::string huge = training;
   huge.replace(huge.find("tiny"), 4, "huge");
   std::ofstream(scenario) << lan(2) << huge;
-  const auto bad = murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " +
-                                             scenario.string() + " --out " + out.string() + " --objective model");
+  const auto bad =
+      murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " + scenario.string() +
+                                " --out " + out.string() + " --objective model");
   EXPECT_NE(bad.rc, 0);
   EXPECT_NE(bad.output.find("huge"), std::string::npos) << bad.output;
 }
