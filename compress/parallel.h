@@ -7,8 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 
-// Hot kernels are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MURMUR_NO_CLONES)
+// Hot kernels are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time. Not under
+// ThreadSanitizer: the clones' ifunc resolvers run during relocation, before its runtime is up, and crash.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MURMUR_NO_CLONES) && \
+    !defined(__SANITIZE_THREAD__)
 #define MURMUR_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MURMUR_SIMD_CLONES

@@ -13,6 +13,7 @@ bash scripts/deps.sh
 cmake --preset tsan >/dev/null
 cmake --build build-tsan -j "$jobs" --target murmur test_transport test_netem test_netem_run test_swarm \
   test_swarm_membership
-export OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
+export OMP_NUM_THREADS=1
+export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp"
 ctest --test-dir build-tsan --output-on-failure --timeout 1800 \
   -R '^(Transport|RelayFixture|NetemRunWiring|NetemRunTest|SwarmTest|SwarmMembership)\.'
