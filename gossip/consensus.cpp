@@ -50,6 +50,7 @@ void Consensus::reset_self(std::span<const float> theta) {
   std::copy(theta.begin(), theta.end(), self_.begin());
   encoder_.reset();
   pristine_ = true;
+  snapshot_round_ = 0;
   digest_.clear();
 }
 
@@ -84,6 +85,7 @@ Delta Consensus::make_delta(std::span<const float> theta, uint64_t round) {
 #pragma omp parallel for simd schedule(static) if (n_ >= compress::kParallelGrain)
   for (size_t k = 0; k < n_; ++k) self_[k] += scratch_[k];
   pristine_ = false;
+  snapshot_round_ = round + 1;
   digest_.clear();
   return d;
 }
@@ -101,7 +103,7 @@ Delta Consensus::make_snapshot(uint64_t round) {
 
 Delta Consensus::make_full_snapshot(uint64_t round) const {
   Delta d;
-  d.round = round;
+  d.round = std::max(round, snapshot_round_);
   d.degree = degree();
   d.snapshot = true;
   compress::Encoder(snapshot_spec_).encode(self_, {}, d.codec_payload);

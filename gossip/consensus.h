@@ -90,9 +90,9 @@ struct LinkDistance {
 };
 
 // The newest round of the sender's that a receiver's mirror holds once `d` is applied: a delta made
-// in round r carries r; a snapshot made during round r holds θ̂ before r's delta, so r − 1. A driver
-// waits for each neighbour's round-r delta before mixing round r; a fresh link's snapshot must not
-// count as that delta.
+// in round r carries r; a snapshot carries the round after the newest delta folded into θ̂ (see
+// make_full_snapshot), so r − 1. A driver waits for each neighbour's round-r delta before mixing round
+// r; a fresh link's snapshot counts only if θ̂ already holds that delta.
 inline int64_t newest_round(const Delta& d) { return static_cast<int64_t>(d.round) - (d.snapshot ? 1 : 0); }
 
 class Consensus {
@@ -122,7 +122,9 @@ class Consensus {
   // θ̂_i for a new link: by digest while θ̂_i is still the round-0 starting point
   // (no delta made since reset_self), else as make_full_snapshot.
   Delta make_snapshot(uint64_t round);
-  // θ̂_i in the snapshot codec: the answer to a resync, and what a late joiner adopts.
+  // θ̂_i in the snapshot codec: the answer to a resync, and what a late joiner adopts. `round` is the
+  // driver's current round; the Delta says max(round, r + 1) when θ̂_i already holds round r's delta
+  // (a snapshot sent while waiting to mix), so a neighbour in round r need not wait for that delta.
   Delta make_full_snapshot(uint64_t round) const;
 
   // A link (new, or a new epoch of an existing one, which drops the old copy);
@@ -174,6 +176,7 @@ class Consensus {
   NormGuard guard_;
   std::vector<float> self_;       // θ̂_i
   bool pristine_ = true;          // θ̂_i unchanged since reset_self
+  uint64_t snapshot_round_ = 0;   // 1 + the round of the newest delta in θ̂_i (0: none since reset_self)
   std::vector<uint8_t> digest_;   // of θ̂_i while pristine_, computed on first use
   std::vector<float> scratch_;    // θ − θ̂_i, then D(q)
   std::map<PeerId, Link> links_;  // ordered: mixing sums in a fixed order

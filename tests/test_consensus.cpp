@@ -370,6 +370,21 @@ TEST(Consensus, RoundZeroSnapshotIsADigestOfTheSharedStart) {
   EXPECT_EQ(b.on_delta(pid(0), 2, by_digest).status, g::ReceiveStatus::needs_snapshot);
 }
 
+// A snapshot sent after this round's delta already holds it: it counts as that round's delta.
+TEST(Consensus, SnapshotRoundSaysWhichDeltasItHolds) {
+  constexpr size_t n = 64;
+  Consensus a(n, config("int8:block=64", 1.0), 1);
+  a.reset_self(gaussian(n, 1));
+  EXPECT_EQ(g::newest_round(a.make_full_snapshot(4)), 3);  // computing round 4: holds up to round 3
+  a.make_delta(gaussian(n, 2), 4);
+  EXPECT_EQ(g::newest_round(a.make_full_snapshot(4)), 4);  // waiting to mix round 4: holds it
+  EXPECT_EQ(g::newest_round(a.make_full_snapshot(6)), 5);
+  Delta d = a.make_delta(gaussian(n, 3), 6);
+  EXPECT_EQ(g::newest_round(d), 6);
+  a.reset_self(gaussian(n, 4));  // adopted or resumed: the driver's round again
+  EXPECT_EQ(g::newest_round(a.make_full_snapshot(2)), 1);
+}
+
 TEST(Consensus, MalformedDigestsAreRejected) {
   constexpr size_t n = 64;
   Consensus a(n, config("fp32", 1.0), 1), b(n, config("fp32", 1.0), 2);
