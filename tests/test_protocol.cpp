@@ -239,6 +239,7 @@ TEST(Protocol, FuzzStyleRun) {
   std::vector<std::vector<uint8_t>> seeds;
   for (const g::Message& m : r.all()) seeds.push_back(encode(m));
   seeds.push_back(encode_train(g::Delta{3, 2, true, r.bytes(100), {}}));
+  seeds.push_back(encode_train(g::Delta{0, 3, true, {}, std::vector<uint8_t>(g::kStateDigestBytes, 5)}));
   seeds.push_back(encode_train(g::RingSegment{4, 1, r.bytes(100)}));
   const auto t0 = std::chrono::steady_clock::now();
   const int iterations = 60000;
