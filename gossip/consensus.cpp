@@ -49,13 +49,12 @@ void Consensus::reset_self(std::span<const float> theta) {
                                 std::to_string(n_));
   std::copy(theta.begin(), theta.end(), self_.begin());
   encoder_.reset();
-  pristine_ = true;
   snapshot_round_ = 0;
   digest_.clear();
 }
 
 const std::vector<uint8_t>& Consensus::pristine_digest() {
-  if (pristine_ && digest_.empty()) {
+  if (snapshot_round_ == 0 && digest_.empty()) {
     if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
     digest_.resize(kStateDigestBytes);
     crypto_generichash(digest_.data(), digest_.size(), reinterpret_cast<const unsigned char*>(self_.data()),
@@ -84,7 +83,6 @@ Delta Consensus::make_delta(std::span<const float> theta, uint64_t round) {
   decode_scratch(d.codec_payload);
 #pragma omp parallel for simd schedule(static) if (n_ >= compress::kParallelGrain)
   for (size_t k = 0; k < n_; ++k) self_[k] += scratch_[k];
-  pristine_ = false;
   snapshot_round_ = round + 1;
   digest_.clear();
   return d;
@@ -92,7 +90,7 @@ Delta Consensus::make_delta(std::span<const float> theta, uint64_t round) {
 
 Delta Consensus::make_snapshot(uint64_t round) {
   // Only round 0 is a shared starting point; a resumed peer's state is its own.
-  if (round != 0 || !pristine_) return make_full_snapshot(round);
+  if (round != 0 || snapshot_round_ != 0) return make_full_snapshot(round);
   Delta d;
   d.round = round;
   d.degree = degree();

@@ -174,10 +174,10 @@ class Consensus {
   uint64_t seed_;
   compress::Encoder encoder_;
   NormGuard guard_;
-  std::vector<float> self_;       // θ̂_i
-  bool pristine_ = true;          // θ̂_i unchanged since reset_self
-  uint64_t snapshot_round_ = 0;   // 1 + the round of the newest delta in θ̂_i (0: none since reset_self)
-  std::vector<uint8_t> digest_;   // of θ̂_i while pristine_, computed on first use
+  std::vector<float> self_;  // θ̂_i
+  // 1 + the round of the newest delta in θ̂_i; 0 while θ̂_i is unchanged since reset_self.
+  uint64_t snapshot_round_ = 0;
+  std::vector<uint8_t> digest_;   // of θ̂_i while snapshot_round_ is 0, computed on first use
   std::vector<float> scratch_;    // θ − θ̂_i, then D(q)
   std::map<PeerId, Link> links_;  // ordered: mixing sums in a fixed order
   ConsensusCounters counters_;

@@ -50,7 +50,7 @@ class ModelObjective final : public netem::SimObjective {
         train_(a.data, "train"),
         val_(a.data, "val"),
         eval_(make_backend(parse_device(a.device), cfg_, a.batch, context_, a.threads)),
-        peers_(peers) {}
+        replicas_(peers) {}
 
   size_t dim() const override { return eval_->layout().total(); }
   std::vector<float> initial() override {
@@ -81,9 +81,8 @@ class ModelObjective final : public netem::SimObjective {
     if (n > 0) r.round_loss = sum / double(n);
   }
   double peer_loss(size_t peer, std::span<const float> theta) override {
-    if (peer < replicas_.size() && replicas_[peer].model && !std::isnan(replicas_[peer].round_loss))
-      return replicas_[peer].round_loss;
-    return loss(theta);  // no round yet
+    const double last = replicas_.at(peer).round_loss;
+    return std::isnan(last) ? loss(theta) : last;  // NaN: no round yet
   }
   double loss(std::span<const float> theta) override {
     eval_->write_params(theta);
@@ -101,7 +100,6 @@ class ModelObjective final : public netem::SimObjective {
     double round_loss = std::nan("");
   };
   Replica& replica(size_t peer) {  // built on first use: peers that never start cost nothing
-    if (replicas_.empty()) replicas_.resize(peers_);
     Replica& r = replicas_.at(peer);
     if (!r.model) {
       PeerArgs mine = a_;
@@ -117,8 +115,7 @@ class ModelObjective final : public netem::SimObjective {
   int context_;
   TokenDataset train_, val_;
   std::unique_ptr<ModelBackend> eval_;
-  size_t peers_;
-  std::vector<Replica> replicas_;
+  std::vector<Replica> replicas_;  // one per scenario peer
 };
 
 }  // namespace

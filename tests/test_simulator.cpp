@@ -51,6 +51,17 @@ SimResult run(const std::string& scenario, const SimConfig& c) {
   return murmur::netem::simulate(murmur::netem::parse_scenario(scenario), c);
 }
 
+// `murmur netem simulate SCENARIO --out OUT FLAGS`, and its summary.json.
+murmur::test::CommandResult simulate_cli(const std::filesystem::path& scenario,
+                                         const std::filesystem::path& out, const std::string& flags = "") {
+  return murmur::test::run_command(murmur::test::murmur_cmd("netem simulate " + scenario.string() +
+                                                            " --out " + out.string() + " " + flags));
+}
+nlohmann::json summary(const std::filesystem::path& out) {
+  std::ifstream f(out / "summary.json");
+  return nlohmann::json::parse(f);
+}
+
 TEST(Simulator, GossipFindsTheSwarmsOptimumDespiteHeterogeneousData) {
   // Each peer's own optimum is far from the swarm's (h = 1); symmetric mixing keeps the average on
   // the swarm's objective, so the mean model reaches its optimum.
@@ -157,12 +168,9 @@ TEST(SimulatorCli, WritesTheReportAndNamesBadTrainingKeys) {
   std::ofstream(scenario) << lan(6)
                           << "[training]\ninner-steps = 5\nsteps = 100\ncodec = \"int8:block=64\"\n";
   const auto out = dir.path() / "out";
-  const auto r =
-      murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " + scenario.string() +
-                                " --out " + out.string() + " --dim 64 --step-s 0.1");
+  const auto r = simulate_cli(scenario, out, "--dim 64 --step-s 0.1");
   ASSERT_EQ(r.rc, 0) << r.output;
-  std::ifstream f(out / "summary.json");
-  const nlohmann::json s = nlohmann::json::parse(f);
+  const nlohmann::json s = summary(out);
   EXPECT_EQ(s["peers"], 6);
   EXPECT_EQ(s["rounds"], 20);
   EXPECT_EQ(s["codec"], "int8:block=64");
@@ -172,13 +180,11 @@ TEST(SimulatorCli, WritesTheReportAndNamesBadTrainingKeys) {
   EXPECT_TRUE(std::filesystem::exists(out / "peers.csv"));
 
   std::ofstream(scenario) << lan(2) << "[training]\nalgo = \"allreduce\"\n";
-  const auto bad = murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " +
-                                             scenario.string() + " --out " + out.string());
+  const auto bad = simulate_cli(scenario, out);
   EXPECT_NE(bad.rc, 0);
   EXPECT_NE(bad.output.find("gossip only"), std::string::npos) << bad.output;
   std::ofstream(scenario) << lan(2) << "[training]\ngamma = \"lots\"\n";
-  const auto nan = murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " +
-                                             scenario.string() + " --out " + out.string());
+  const auto nan = simulate_cli(scenario, out);
   EXPECT_NE(nan.rc, 0);
   EXPECT_NE(nan.output.find("gamma"), std::string::npos) << nan.output;
 }
@@ -203,12 +209,9 @@ TEST(SimulatorCli, ModelObjectiveTrainsTheRealModel) {
                                "eval-windows = 4\n";
   std::ofstream(scenario) << lan(3) << training;
   const auto out = dir.path() / "out";
-  const auto r =
-      murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " + scenario.string() +
-                                " --out " + out.string() + " --objective model");
+  const auto r = simulate_cli(scenario, out, "--objective model");
   ASSERT_EQ(r.rc, 0) << r.output;
-  std::ifstream f(out / "summary.json");
-  const nlohmann::json s = nlohmann::json::parse(f);
+  const nlohmann::json s = summary(out);
   EXPECT_EQ(s["objective"], "model");
   EXPECT_EQ(s["rounds"], 8);
   EXPECT_DOUBLE_EQ(s["final"]["mean_round"].get<double>(), 8.0);
@@ -220,9 +223,7 @@ TEST(SimulatorCli, ModelObjectiveTrainsTheRealModel) {
   std::string huge = training;
   huge.replace(huge.find("tiny"), 4, "huge");
   std::ofstream(scenario) << lan(2) << huge;
-  const auto bad =
-      murmur::test::run_command(murmur::test::murmur_bin() + " netem simulate " + scenario.string() +
-                                " --out " + out.string() + " --objective model");
+  const auto bad = simulate_cli(scenario, out, "--objective model");
   EXPECT_NE(bad.rc, 0);
   EXPECT_NE(bad.output.find("huge"), std::string::npos) << bad.output;
 }
