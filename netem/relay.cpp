@@ -44,12 +44,17 @@ struct Meter {
   }
 };
 
+struct Connection;
+
 // One direction of a link, shared by its connections as flows share a real link.
 struct Lane {
   Shaper shaper;
   Meter meter;
   uint64_t queued = 0;
   std::vector<std::vector<char>> pool;
+  // Pipes that stopped reading because the lane was full. Another connection's write is what frees
+  // the lane, so they must be woken from there: a pipe with nothing queued gets no write of its own.
+  std::vector<std::pair<std::weak_ptr<Connection>, Direction>> parked;
 
   Lane(const LinkProfile& p, uint64_t seed) : shaper(p, seed) {}
 
@@ -79,8 +84,6 @@ struct Lane {
     if (pool.size() < kPoolBuffers) pool.push_back(std::move(b));
   }
 };
-
-struct Connection;
 
 struct Link {
   LinkId id;
@@ -126,7 +129,7 @@ struct Pipe {
   Lane& lane;
   asio::steady_timer timer;
   std::deque<Chunk> queue;
-  bool reading = false, writing = false, timer_armed = false, eof = false, shut = false;
+  bool reading = false, writing = false, timer_armed = false, eof = false, shut = false, parked = false;
 };
 
 struct Connection : std::enable_shared_from_this<Connection> {
@@ -135,6 +138,8 @@ struct Connection : std::enable_shared_from_this<Connection> {
   tcp::socket client, server;
   Pipe up, down;
   bool closed = false;
+
+  Pipe& pipe(Direction d) { return d == Direction::up ? up : down; }
 
   Connection(std::shared_ptr<Link> l, uint64_t k, tcp::socket c)
       : link(std::move(l)),
@@ -163,7 +168,12 @@ struct Connection : std::enable_shared_from_this<Connection> {
   void read(Pipe& p) {
     if (closed || p.reading || p.eof || !server.is_open() || link->partition == PartitionMode::blackhole)
       return;
-    if (p.lane.queued >= p.lane.queue_limit()) return;  // resumed when a write drains the queue
+    if (p.lane.queued >= p.lane.queue_limit()) {  // resumed by wake_parked when a write drains the lane
+      if (!p.parked)
+        p.lane.parked.emplace_back(weak_from_this(), &p == &up ? Direction::up : Direction::down);
+      p.parked = true;
+      return;
+    }
     auto buf = std::make_shared<std::vector<char>>(p.lane.take(p.lane.read_size()));
     p.reading = true;
     p.from.async_read_some(asio::buffer(*buf),
@@ -220,6 +230,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
     p.lane.meter.add(n, Clock::now());
     p.lane.give(std::move(p.queue.front().buf));
     p.queue.pop_front();
+    wake_parked(p.lane);
     pump(p);
     finish(p);
   }
@@ -241,6 +252,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
         p->lane.give(std::move(p->queue.back().buf));
         p->queue.pop_back();
       }
+      wake_parked(p->lane);
     }
   }
 
@@ -256,6 +268,21 @@ struct Connection : std::enable_shared_from_this<Connection> {
     client.close(ignored);
     server.close(ignored);
     link->conns.erase(key);
+    wake_parked(link->up);
+    wake_parked(link->down);
+  }
+
+  // Parked pipes read again, oldest first, once the lane has room: every connection gets its turn,
+  // so a probe on a quiet connection never waits for a bulk one to finish.
+  static void wake_parked(Lane& lane) {
+    if (lane.parked.empty() || lane.queued >= lane.queue_limit()) return;
+    auto parked = std::exchange(lane.parked, {});
+    for (auto& [weak, dir] : parked) {
+      if (auto c = weak.lock()) {
+        c->pipe(dir).parked = false;
+        c->read(c->pipe(dir));
+      }
+    }
   }
 };
 

@@ -245,6 +245,24 @@ TEST_F(RelayFixture, FollowsATraceMidTransfer) {
   EXPECT_NEAR(s, 1.5, 0.075);
 }
 
+TEST_F(RelayFixture, AQuietConnectionIsServedWhileAnotherSaturatesTheLink) {
+  // A bulk transfer keeps the 8 Mbit/s lane full. A round trip on a second connection through the same
+  // link must wait only for the lane's queue (~60 KB, tens of ms), not for the bulk transfer to end.
+  const LinkId id = add({.up = {.rate_bps = 8e6}, .down = {}});
+  std::jthread bulk([port = relay.port(id)] {
+    try {
+      timed_transfer(port, 3'000'000, false);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "bulk transfer: " << e.what();
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return relay.stats(id).up.queued > 0; }));
+  std::this_thread::sleep_for(200ms);
+  ProbeClient quiet(relay.port(id), 'E', 2s);
+  for (int i = 0; i < 3; ++i) EXPECT_LT(quiet.ping(), 1s) << "round trip " << i;  // throws after 2 s
+  EXPECT_LT(server.received(), 3'000'000u);  // the bulk transfer was still under way
+}
+
 TEST_F(RelayFixture, BadControlCallsThrow) {
   EXPECT_THROW(relay.stats(12345), std::invalid_argument);
   EXPECT_THROW(relay.add_link({.listen = {"127.0.0.1", 0},
