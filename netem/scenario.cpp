@@ -114,13 +114,18 @@ class Reader {
       base.jitter = *v;
     if (auto v = parsed(t, path, "burst", [](const std::string& s) { return parse_bytes(s); }))
       base.burst_bytes = *v;
+    const auto percent = [](const std::string& s) { return parse_percent(s); };
+    if (auto v = parsed(t, path, "loss", percent)) base.loss = *v;
+    if (auto v = parsed(t, path, "duplicate", percent)) base.duplicate = *v;
+    if (auto v = parsed(t, path, "reorder", percent)) base.reorder = *v;
     return base;
   }
 
   // A link table: the common fields, then optional `up` / `down` tables overriding them per direction.
   LinkShape shape(const toml::table& t, const std::string& path,
                   std::initializer_list<std::string_view> extra) const {
-    std::vector<std::string_view> keys{"bandwidth", "delay", "jitter", "burst", "up", "down"};
+    std::vector<std::string_view> keys{"bandwidth", "delay",   "jitter", "burst", "loss",
+                                       "duplicate", "reorder", "up",     "down"};
     keys.insert(keys.end(), extra.begin(), extra.end());
     for (const auto& [k, v] : t) {
       if (std::find(keys.begin(), keys.end(), k.str()) == keys.end())
@@ -131,7 +136,7 @@ class Reader {
     for (auto [key, dir] : {std::pair{"up", &s.up}, std::pair{"down", &s.down}}) {
       if (const toml::node* n = t.get(key)) {
         const toml::table& d = table(*n, join(path, key));
-        only(d, join(path, key), {"bandwidth", "delay", "jitter", "burst"});
+        only(d, join(path, key), {"bandwidth", "delay", "jitter", "burst", "loss", "duplicate", "reorder"});
         *dir = profile(d, join(path, key), both);
       }
     }

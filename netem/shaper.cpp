@@ -24,6 +24,10 @@ void validate(const LinkProfile& p) {
   if (p.jitter < Nanos(0) || p.jitter > kMaxDelay)
     throw std::invalid_argument("jitter must be within 0..60s");
   if (p.burst_bytes > (uint64_t(1) << 30)) throw std::invalid_argument("burst must be at most 1 GiB");
+  for (const double pct : {p.loss, p.duplicate, p.reorder}) {
+    if (!(pct >= 0 && pct <= 100))
+      throw std::invalid_argument("loss, duplicate and reorder must be within 0..100%");
+  }
 }
 
 Shaper::Shaper(const LinkProfile& profile, uint64_t seed)

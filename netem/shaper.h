@@ -28,15 +28,20 @@ struct LinkProfile {
   uint64_t burst_bytes = 0;      // 0: default_burst(rate_bps)
   Nanos delay{0};                // one-way
   Nanos jitter{0};               // half-width of the uniform jitter
+  // Packet-level impairments in percent: only the kernel backend (`tc netem`) can apply them; the relay
+  // forwards a TCP stream, which has no packets to lose.
+  double loss = 0, duplicate = 0, reorder = 0;
 
   bool operator==(const LinkProfile&) const = default;
   bool unshaped() const { return rate_bps == kUnlimited && delay == Nanos(0) && jitter == Nanos(0); }
+  bool impairs_packets() const { return loss > 0 || duplicate > 0 || reorder > 0; }
 };
 
 // 5 ms worth of bytes at the rate, at least 1500 B (one MTU); 1 MiB when unlimited.
 uint64_t default_burst(double rate_bps);
 
-// Throws std::invalid_argument naming the bad field (rate must be > 0, delay/jitter >= 0 and <= 60 s).
+// Throws std::invalid_argument naming the bad field (rate must be > 0, delay/jitter >= 0 and <= 60 s,
+// percentages within 0..100).
 void validate(const LinkProfile& p);
 
 struct TracePoint {

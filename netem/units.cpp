@@ -111,6 +111,15 @@ uint64_t parse_bytes(std::string_view text) {
   return uint64_t(b);
 }
 
+double parse_percent(std::string_view text) {
+  const auto [v, unit] = split_number(text, "percentage");
+  if (unit != "%")
+    throw std::invalid_argument("percentage \"" + std::string(text) + "\": expected e.g. 0.5%");
+  if (!(v >= 0 && v <= 100))
+    throw std::invalid_argument("percentage \"" + std::string(text) + "\": must be within 0%..100%");
+  return v;
+}
+
 HostPort parse_host_port(std::string_view text, bool allow_zero) {
   const size_t colon = text.rfind(':');
   if (colon == std::string_view::npos || colon == 0) {

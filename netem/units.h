@@ -27,6 +27,9 @@ Nanos parse_duration(std::string_view text, Nanos max = std::chrono::hours(24 * 
 // "1500B", "64KB", "1MB" (decimal), "64KiB", "1MiB" (binary), at most 1 GiB.
 uint64_t parse_bytes(std::string_view text);
 
+// A share of packets: "0.5%", "10%", "0%" (the % is required), in [0, 100]; returns the percentage.
+double parse_percent(std::string_view text);
+
 struct HostPort {
   std::string host;
   uint16_t port = 0;

@@ -1,5 +1,6 @@
-// murmur netem run SCENARIO.toml --out DIR: peers as processes on loopback, every dial between two of them
-// through its own shaped relay link (netem/relay.h), the scenario's timeline executed on time, a live
+// murmur netem run SCENARIO.toml --out DIR: peers as processes, every dial between two of them shaped by the
+// link emulator (netem/emulator.h: a relay link per route on loopback, or tc netem between network
+// namespaces with --backend tc), the scenario's timeline executed on time, a live
 // progress view, and on any ending (done, duration, Ctrl-C, error) every process stopped and the report
 // written (netem/report.h).
 #include <signal.h>
@@ -15,8 +16,10 @@
 #include <thread>
 
 #include "model/atomic_file.h"
+#include "netem/emulator.h"
 #include "netem/report.h"
 #include "netem/runner.h"
+#include "netem/tc_emulator.h"
 #include "node/commands.h"
 #include "node/config_args.h"
 #include "node/interrupt.h"
@@ -36,7 +39,7 @@ using nlohmann::json;
 namespace {
 
 struct RunArgs {
-  std::string scenario, out, algo, duration;
+  std::string scenario, out, algo, duration, backend = "relay";
   double base_tokens_per_s = -1;  // < 0: the scenario's
   double progress_s = 5, sample_s = 1, grace_s = 30;
   std::vector<std::string> extra;  // flags for every peer (after --)
@@ -119,9 +122,7 @@ class ScenarioRun {
   std::vector<netem::Route> routes_;
   netem::RunConfig config_;
   std::vector<PeerSlot> peers_;
-  std::vector<std::vector<std::string>> dial_via_;
-  std::unique_ptr<netem::Relay> relay_;
-  std::vector<netem::LinkId> links_;
+  std::unique_ptr<netem::LinkEmulator> net_;
   std::vector<netem::LinkShape> shapes_;  // each link's profile now (set_link changes fields of it)
   std::vector<netem::LinkSample> samples_;
   std::unique_ptr<JsonlLog> events_;
@@ -159,24 +160,20 @@ void ScenarioRun::prepare() {
 
   // Every peer's listen port is fixed for the whole run: the relay links target it across restarts.
   std::set<int> taken;
-  std::vector<uint16_t> listen_ports, relay_ports;
+  std::vector<uint16_t> listen_ports;
   for (PeerSlot& p : peers_) {
     int port = free_tcp_port();
     while (!taken.insert(port).second) port = free_tcp_port();
     p.port = static_cast<uint16_t>(port);
     listen_ports.push_back(p.port);
   }
-  relay_ = std::make_unique<netem::Relay>();
-  for (size_t k = 0; k < routes_.size(); ++k) {
-    const netem::Route& r = routes_[k];
-    links_.push_back(relay_->add_link({.listen = {"127.0.0.1", 0},
-                                       .target = {"127.0.0.1", listen_ports[r.listener]},
-                                       .shape = r.shape,
-                                       .seed = k + 1}));
-    relay_ports.push_back(relay_->port(links_.back()));
-    shapes_.push_back(r.shape);
+  for (const netem::Route& r : routes_) shapes_.push_back(r.shape);
+  try {
+    net_ = a_.backend == "tc" ? netem::make_tc_emulator(routes_, peers_.size())
+                              : netem::make_relay_emulator(routes_, listen_ports);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(source + ": " + e.what());
   }
-  dial_via_ = netem::dial_via_flags(routes_, listen_ports, relay_ports);
   events_ = std::make_unique<JsonlLog>(out_ / "events.jsonl");
 }
 
@@ -194,13 +191,10 @@ void ScenarioRun::note(json e) {
 
 void ScenarioRun::start_peer(size_t i, bool initial) {
   PeerSlot& p = peers_[i];
-  std::vector<std::string> argv = {exe_,           "node",
-                                   "--config",     out_ / "run.toml",
-                                   "--keys",       p.dir / "keys",
-                                   "--listen",     netem::loopback_address(p.port),
-                                   "--allow",      out_ / "allow.txt",
-                                   "--out",        p.dir,
-                                   "--peer-index", std::to_string(i)};
+  std::vector<std::string> argv = net_->command_prefix(i);
+  argv.insert(argv.end(), {exe_, "node", "--config", out_ / "run.toml", "--keys", p.dir / "keys", "--listen",
+                           "tcp://" + net_->host(i) + ":" + std::to_string(p.port), "--allow",
+                           out_ / "allow.txt", "--out", p.dir, "--peer-index", std::to_string(i)});
   const double tps = netem::tokens_per_s_limit(s_, i, config_.base_tokens_per_s);
   if (tps > 0) argv.insert(argv.end(), {"--tokens-per-s-limit", std::to_string(tps)});
   if (!a_.algo.empty()) argv.insert(argv.end(), {"--algo", a_.algo});
@@ -214,9 +208,11 @@ void ScenarioRun::start_peer(size_t i, bool initial) {
   for (size_t j = 0; j < peers_.size(); ++j) {
     const bool seed = j == static_cast<size_t>(first - s_.peers.begin());
     if (j != i && (initial ? seed : peers_[j].proc.running()))
-      argv.insert(argv.end(), {"--join", peers_[j].pubkey + "@127.0.0.1:" + std::to_string(peers_[j].port)});
+      argv.insert(argv.end(),
+                  {"--join", peers_[j].pubkey + "@" + net_->host(j) + ":" + std::to_string(peers_[j].port)});
   }
-  for (const std::string& d : dial_via_[i]) argv.insert(argv.end(), {"--dial-via", d});
+  const std::vector<std::string> flags = net_->peer_flags(i);
+  argv.insert(argv.end(), flags.begin(), flags.end());
   const bool resume = fs::exists(p.dir / "latest");
   if (resume) argv.insert(argv.end(), {"--resume", p.dir});
   argv.insert(argv.end(), a_.extra.begin(), a_.extra.end());
@@ -259,14 +255,14 @@ void ScenarioRun::apply(const ScenarioEvent& e) {
   for (size_t k = 0; k < routes_.size(); ++k) {
     if (!netem::route_matches(routes_[k], e.sites)) continue;
     ++changed;
-    if (e.kind == EventKind::partition) relay_->partition(links_[k], e.mode);
-    if (e.kind == EventKind::heal) relay_->heal(links_[k]);
+    if (e.kind == EventKind::partition) net_->partition(k, e.mode);
+    if (e.kind == EventKind::heal) net_->heal(k);
     if (e.kind != EventKind::set_link) continue;
     for (const auto dir : {netem::Direction::up, netem::Direction::down}) {
       netem::LinkProfile& now = dir == netem::Direction::up ? shapes_[k].up : shapes_[k].down;
       if (const auto p = netem::set_link_profile(e, routes_[k], dir, now)) {
         now = *p;
-        relay_->set_profile(links_[k], dir, now);
+        net_->set_profile(k, dir, now);
       }
     }
   }
@@ -287,7 +283,7 @@ void ScenarioRun::notice_exits() {
 void ScenarioRun::sample_links() {
   netem::LinkSample k;
   k.time_s = seconds_since(t0_);
-  for (const netem::LinkId id : links_) k.links.push_back(relay_->stats(id));
+  for (size_t r = 0; r < routes_.size(); ++r) k.links.push_back(net_->stats(r));
   samples_.push_back(std::move(k));
 }
 
@@ -369,8 +365,10 @@ void ScenarioRun::run() {
   }
   const double duration = std::chrono::duration<double>(limit).count();
   std::printf(
-      "netem run %s: %zu peers, %zu relay links, %s, up to %.0f s; peers' logs in %s/peer-*/node.log\n",
-      s_.name.c_str(), peers_.size(), links_.size(), config_.algo.c_str(), duration, out_.c_str());
+      "netem run %s: %zu peers, %zu links (%s backend), %s, up to %.0f s; peers' logs in "
+      "%s/peer-*/node.log\n",
+      s_.name.c_str(), peers_.size(), routes_.size(), a_.backend.c_str(), config_.algo.c_str(), duration,
+      out_.c_str());
   std::string ending = "finished";
   int failed = 0;
   try {
@@ -408,7 +406,7 @@ void ScenarioRun::run() {
           bytes += l.up.bytes + l.down.bytes;
           rate += l.up.rate_bps + l.down.rate_bps;
         }
-        std::printf("%s | relay %.1f MB %s\n", progress_line(dirs(), t, names()).c_str(), double(bytes) / 1e6,
+        std::printf("%s | links %.1f MB %s\n", progress_line(dirs(), t, names()).c_str(), double(bytes) / 1e6,
                     netem::format_rate(rate).c_str());
         std::fflush(stdout);
         next_progress += a_.progress_s;
@@ -436,7 +434,9 @@ void add_netem_run(CLI::App& netem) {
       "Each peer of the scenario runs `murmur node --config DIR/run.toml` (the scenario's [training]\n"
       "table; its keys are `murmur node` flag names) with its own keys, port and run directory\n"
       "DIR/peer-NAME. Every dial from one peer to another goes through its own relay link, shaped by\n"
-      "the two sites' profile (--dial-via). A peer's compute factor times base_tokens_per_s (in\n"
+      "the two sites' profile (--dial-via); with --backend tc each peer runs in its own network\n"
+      "namespace and the kernel's tc netem shapes its packets instead. A peer's compute factor times "
+      "base_tokens_per_s (in\n"
       "[training], or --base-tokens-per-s) throttles it; 0 = unthrottled. The timeline runs from the\n"
       "start: kill (SIGKILL), restart (same keys, --resume from its checkpoint), join, partition,\n"
       "heal, set_link; each event goes to DIR/events.jsonl. The run stops when every peer has exited,\n"
@@ -452,6 +452,12 @@ void add_netem_run(CLI::App& netem) {
   sub->add_option("--algo", a->algo, "Override the scenario's algorithm")
       ->check(CLI::IsMember({"gossip", "local", "allreduce", "diloco"}));
   sub->add_option("--duration", a->duration, "Override the scenario's duration, e.g. 2min");
+  sub->add_option("--backend", a->backend,
+                  "relay: user-space TCP relays on loopback (no privileges; no packet loss). tc: each peer "
+                  "in a network namespace behind the kernel's tc netem (root and sch_netem needed; "
+                  "adds loss, duplicate, reorder)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"relay", "tc"}));
   sub->add_option("--base-tokens-per-s", a->base_tokens_per_s,
                   "Tokens/s of a peer with compute factor 1.0 (overrides [training] base_tokens_per_s; 0 = "
                   "unthrottled)")

@@ -76,6 +76,7 @@ netem::SimConfig sim_config(const netem::Scenario& s, const SimArgs& a, const st
   compress::parse_codec_spec(c.consensus.codec);  // names a bad codec before anything runs
   c.membership.target_degree = int(number(t, "degree", 3, source));
   c.membership.max_degree = int(number(t, "max-degree", 6, source));
+  c.membership.link_lifetime = gossip::Millis(number(t, "link-lifetime-s", 30, source) * 1000);
   // A step's compute time: the runner throttles a peer of factor 1.0 to base_tokens_per_s.
   const double base = number(t, "base_tokens_per_s", 0, source);
   const double tokens = number(t, "batch", 8, source) * number(t, "context", 256, source);

@@ -53,7 +53,8 @@ void run_node(const PeerArgs& a) {
   for (const auto& d : a.dial_via) {
     const size_t eq = d.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == d.size())
-      throw std::invalid_argument("--dial-via '" + d + "': expected ADDR=VIA, e.g. tcp://10.0.0.2:7000=tcp://127.0.0.1:9001");
+      throw std::invalid_argument("--dial-via '" + d +
+                                  "': expected ADDR=VIA, e.g. tcp://10.0.0.2:7000=tcp://127.0.0.1:9001");
     tc.dial_map[d.substr(0, eq)] = d.substr(eq + 1);
   }
   node::Transport transport(tc);
@@ -62,7 +63,8 @@ void run_node(const PeerArgs& a) {
                         static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                   std::chrono::system_clock::now().time_since_epoch())
                                                   .count())};
-  if (a.open) std::printf("WARNING: --open: any peer that can reach %s may join this run\n", self.addr.c_str());
+  if (a.open)
+    std::printf("WARNING: --open: any peer that can reach %s may join this run\n", self.addr.c_str());
   std::printf("peer %s listening on %s\n  join it with: --join %s@%s\n", gossip::short_name(keys.id).c_str(),
               self.addr.c_str(), gossip::to_z85(keys.id).c_str(), self.addr.substr(6).c_str());
   std::fflush(stdout);
@@ -73,6 +75,7 @@ void run_node(const PeerArgs& a) {
   no.join = a.join;
   no.membership.target_degree = a.degree;
   no.membership.max_degree = a.max_degree;
+  no.membership.link_lifetime = gossip::Millis(a.link_lifetime_s * 1000);
   std::unique_ptr<MetricsServer> metrics;
   if (a.metrics_port >= 0) {
     metrics = std::make_unique<MetricsServer>(a.metrics_port, [&mailbox] { return render_metrics(mailbox); });

@@ -132,6 +132,12 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
       ->capture_default_str()
       ->check(CLI::Range(1, 64))
       ->group(algo);
+  cmd.add_option("--link-lifetime-s", a.link_lifetime_s,
+                 "Mean life of a neighbour link before it is re-sampled (gossip sends a full snapshot to "
+                 "each new neighbour, so keep it to several rounds when rounds are long)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0))
+      ->group(algo);
   cmd.add_option("--expect-peers", a.expect_peers,
                  "allreduce/diloco: the ring's size; training waits until that many peers are up")
       ->check(CLI::Range(0, 4096))
@@ -153,6 +159,11 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber)
       ->group(algo);
+  cmd.add_option("--log-every", a.log_every,
+                 "Log the mean train loss of every N steps to log.jsonl (event \"steps\"; 0 = off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(run);
 }
 
 std::set<std::string> peer_flag_names() {

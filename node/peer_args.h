@@ -48,11 +48,13 @@ struct PeerArgs {
   std::string codec_ladder = "fp32;bf16;int8:block=64;int4:block=64;sign:block=256";
   double clip_radius = 0;  // centered clipping of each neighbour's contribution (0 = off)
   int degree = 3, max_degree = 6;
-  int expect_peers = 0;     // allreduce/diloco: the ring's size (wait for that many members)
-  double wait_max_s = 5.0;  // longest wait for neighbours' deltas before mixing without them
-  int64_t eval_every = 1;   // validate every N rounds (0 = only at the end)
+  double link_lifetime_s = 30;  // mean life of a neighbour link before it is re-sampled
+  int expect_peers = 0;         // allreduce/diloco: the ring's size (wait for that many members)
+  double wait_max_s = 5.0;      // longest wait for neighbours' deltas before mixing without them
+  int64_t eval_every = 1;       // validate every N rounds (0 = only at the end)
   int64_t eval_windows = 50;
   int64_t ckpt_every = 10;  // checkpoint every N rounds (0 = only at the end)
+  int64_t log_every = 10;   // steps per "steps" event (mean train loss) in log.jsonl (0 = none)
   std::string resume;       // a checkpoint or run directory of this peer
   double max_seconds = 0;
 };

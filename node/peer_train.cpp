@@ -94,6 +94,9 @@ class PeerTraining {
   void average_grads(ModelBackend& m);
   void wait_for_ring();
   void throttle(int64_t tokens);
+  // Every --log-every steps, a "steps" event with their mean train loss: a loss curve finer than
+  // rounds, the same for every algorithm (time-to-target compares them).
+  void log_steps(const StepStats& s);
   void save(const char* why);
   double val_loss();
 
@@ -132,8 +135,8 @@ class PeerTraining {
   std::deque<gossip::RingSegment> ring_backlog_;  // segments of operations not started yet
 
   // metrics
-  double wait_s_ = 0, window_loss_ = 0;
-  int64_t window_steps_ = 0;
+  double wait_s_ = 0, window_loss_ = 0, log_loss_ = 0;
+  int64_t window_steps_ = 0, log_steps_ = 0;
   uint64_t rejected_ = 0, resyncs_served_ = 0;
   Clock::time_point t0_ = Clock::now();
   double step_seconds_ = 0;
@@ -182,6 +185,18 @@ void PeerTraining::throttle(int64_t tokens) {
   if (want > step_seconds_) std::this_thread::sleep_for(std::chrono::duration<double>(want - step_seconds_));
 }
 
+void PeerTraining::log_steps(const StepStats& s) {
+  if (a_.log_every <= 0) return;
+  log_loss_ += s.loss;
+  if (++log_steps_ < a_.log_every) return;
+  log_.write({{"event", "steps"},
+              {"step", trainer_.steps_done()},
+              {"loss", log_loss_ / static_cast<double>(log_steps_)},
+              {"tokens", trainer_.tokens_done()}});
+  log_loss_ = 0;
+  log_steps_ = 0;
+}
+
 void PeerTraining::inner_steps(int64_t count) {
   for (int64_t i = 0; i < count && trainer_.steps_done() < a_.steps && !interrupted(); ++i) {
     const StepStats s = trainer_.step();
@@ -192,6 +207,7 @@ void PeerTraining::inner_steps(int64_t count) {
                                std::to_string(s.step) + "; lower --lr?");
     window_loss_ += s.loss;
     ++window_steps_;
+    log_steps(s);
     last_loss_ = s.loss;
     fresh_ = false;
     // Keep the network side's queues moving between steps (link events, snapshots).

@@ -40,11 +40,15 @@ std::string progress_line(const std::vector<fs::path>& peer_dirs, double elapsed
   std::snprintf(head, sizeof head, "[%6.0fs]", elapsed_s);
   std::string line = head;
   for (size_t i = 0; i < peer_dirs.size(); ++i) {
-    const json e = last_event(peer_dirs[i] / "log.jsonl", "round");
+    // Rounds may take minutes: the step and loss come from the newer of the round and steps events.
+    const json r = last_event(peer_dirs[i] / "log.jsonl", "round"),
+               s = last_event(peer_dirs[i] / "log.jsonl", "steps");
+    const auto step = [](const json& e) { return e.is_object() ? e.value("step", int64_t{0}) : 0; };
+    const json& e = step(s) > step(r) ? s : r;
     line += " | " + (i < names.size() ? names[i] : "p" + std::to_string(i)) + " ";
     line += e.is_null() ? std::string("starting")
-                        : "r" + e.value("round", json()).dump() + " s" + e.value("step", json()).dump() +
-                              " " + fmt(e.value("loss", json()), "%.3f");
+                        : "r" + (r.is_object() ? r.value("round", json(0)) : json(0)).dump() + " s" +
+                              e.value("step", json()).dump() + " " + fmt(e.value("loss", json()), "%.3f");
   }
   return line;
 }
