@@ -99,8 +99,9 @@ void run_node(const PeerArgs& a) {
   summary["bytes_received"] = v.bytes_received;
   summary["messages_rejected"] = v.messages_rejected;
   write_text_atomic(fs::path(a.out) / "summary.json", summary.dump(2) + "\n");
-  std::printf("%s: summary %s\n", summary.value("status", std::string("done")).c_str(),
-              (fs::path(a.out) / "summary.json").c_str());
+  const std::string status = summary.value("status", std::string("done"));
+  std::printf("%s: summary %s\n", status.c_str(), (fs::path(a.out) / "summary.json").c_str());
+  if (status.rfind("stopped", 0) == 0) throw std::runtime_error(status);  // saved, but did not finish
 }
 
 }  // namespace

@@ -35,6 +35,11 @@ constexpr double kRingSilenceS = 600;
 
 constexpr const char* kAlgorithmStateFile = "gossip_state.bin";
 
+// The ring of allreduce/diloco cannot go on: a member left or was declared dead, or it fell silent.
+struct RingBroken : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 class PeerTraining {
@@ -97,7 +102,7 @@ class PeerTraining {
   // Every --log-every steps, a "steps" event with their mean train loss: a loss curve finer than
   // rounds, the same for every algorithm (time-to-target compares them).
   void log_steps(const StepStats& s);
-  void save(const char* why);
+  void save(const std::string& why);
   double val_loss();
 
   struct Link {
@@ -427,14 +432,13 @@ void PeerTraining::ring_sum(std::span<float> buf) {
             m.id == self_ || std::any_of(v.members.begin(), v.members.end(),
                                          [&](const gossip::PeerInfo& x) { return x.id == m.id; });
         if (!live)
-          throw std::runtime_error("all-reduce stopped: ring member " + gossip::short_name(m.id) +
-                                   " left the swarm or was declared dead");
+          throw RingBroken("all-reduce stopped: ring member " + gossip::short_name(m.id) +
+                           " left the swarm or was declared dead");
       }
     }
     if (Clock::now() >= deadline)
-      throw std::runtime_error("all-reduce stalled: no segment from the ring for " +
-                               std::to_string(static_cast<int>(std::max(a_.wait_max_s, kRingSilenceS))) +
-                               " s");
+      throw RingBroken("all-reduce stalled: no segment from the ring for " +
+                       std::to_string(static_cast<int>(std::max(a_.wait_max_s, kRingSilenceS))) + " s");
     if (interrupted()) throw std::runtime_error("interrupted during an all-reduce");
     if (auto e = mailbox_.pop_event(std::min(deadline, Clock::now() + std::chrono::milliseconds(50))))
       on_event(*e);
@@ -470,7 +474,7 @@ double PeerTraining::val_loss() {
       .loss;
 }
 
-void PeerTraining::save(const char* why) {
+void PeerTraining::save(const std::string& why) {
   std::vector<float> m(n_), v(n_);
   model_->read_params(theta_);
   model_->read_moments(m, v);
@@ -502,7 +506,7 @@ json PeerTraining::run() {
               cfg_.num_params() / 1e6, static_cast<long long>(a_.inner_steps),
               static_cast<long long>(a_.steps), a_.batch, context_);
   std::fflush(stdout);
-  const char* status = "finished";
+  std::string status = "finished";
   double final_val = NAN;
   while (trainer_.steps_done() < a_.steps) {
     if (interrupted()) {
@@ -517,10 +521,17 @@ json PeerTraining::run() {
     const double wait_before = wait_s_;
     model_->read_params(start_);
     const int64_t steps_before = trainer_.steps_done();
-    inner_steps(a_.inner_steps);
-    if (trainer_.steps_done() == steps_before) continue;  // interrupted before a step
-    if (a_.algo == "gossip") gossip_round();
-    if (a_.algo == "diloco") diloco_round();
+    try {
+      inner_steps(a_.inner_steps);
+      if (trainer_.steps_done() == steps_before) continue;  // interrupted before a step
+      if (a_.algo == "gossip") gossip_round();
+      if (a_.algo == "diloco") diloco_round();
+    } catch (const RingBroken& e) {
+      // A synchronous baseline cannot go on without its ring; what it learned so far is kept.
+      status = std::string("stopped: ") + e.what();
+      std::fprintf(stderr, "%s; saving and leaving\n", status.c_str());
+      break;
+    }
     const double round_s = seconds_since(round_start);
     const int64_t steps = trainer_.steps_done() - steps_before;
     const NetView v = mailbox_.view();

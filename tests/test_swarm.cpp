@@ -29,6 +29,56 @@ std::vector<json> read_jsonl(const fs::path& p, const char* event) {
   return out;
 }
 
+// `murmur node` processes started one by one on loopback: keys, an allow-list and a port each; every
+// peer but 0 joins through peer 0.
+class ManualSwarm {
+ public:
+  ManualSwarm(const fs::path& out, int n, std::string config) : out_(out), config_(std::move(config)) {
+    fs::create_directories(out);
+    std::ofstream allow(out / "allow.txt");
+    for (int i = 0; i < n; ++i) {
+      const fs::path keys = out / ("keys-" + std::to_string(i));
+      EXPECT_EQ(run_command(murmur_cmd("keygen --out " + keys.string())).rc, 0);
+      std::ifstream f(keys / "peer.pub");
+      std::getline(f, pub_.emplace_back());
+      allow << pub_.back() << "\n";
+      ports_.push_back(murmur::free_tcp_port());
+    }
+  }
+  fs::path dir(int i) const { return out_ / ("peer-" + std::to_string(i)); }
+  murmur::Process start(int i, const std::vector<std::string>& extra) const {
+    std::vector<std::string> argv = {murmur::test::murmur_bin(),
+                                     "node",
+                                     "--config",
+                                     config_,
+                                     "--keys",
+                                     (out_ / ("keys-" + std::to_string(i))).string(),
+                                     "--listen",
+                                     "tcp://127.0.0.1:" + std::to_string(ports_[size_t(i)]),
+                                     "--allow",
+                                     (out_ / "allow.txt").string(),
+                                     "--out",
+                                     dir(i).string(),
+                                     "--peer-index",
+                                     std::to_string(i)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    if (i > 0) argv.insert(argv.end(), {"--join", pub_[0] + "@127.0.0.1:" + std::to_string(ports_[0])});
+    return murmur::Process::spawn(argv, out_ / ("node-" + std::to_string(i) + ".log"));
+  }
+  std::vector<json> rounds(int i) const { return read_jsonl(dir(i) / "log.jsonl", "round"); }
+  bool wait_round(int i, size_t r) const {
+    for (int t = 0; t < 600 && rounds(i).size() < r; ++t)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return rounds(i).size() >= r;
+  }
+
+ private:
+  fs::path out_;
+  std::string config_;
+  std::vector<std::string> pub_;
+  std::vector<int> ports_;
+};
+
 class SwarmTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -114,49 +164,19 @@ TEST_F(SwarmTest, BaselinesRunOverTheSameTransport) {
 // Peers started one by one: a late joiner adopts the swarm's state, and a
 // SIGKILLed peer does not stop the others.
 TEST_F(SwarmTest, LateJoinerCatchesUpAndAKilledPeerDoesNotStopTheRest) {
-  const fs::path out = dir_->path() / "manual";
-  fs::create_directories(out);
-  const int n = 4;
-  std::ofstream allow(out / "allow.txt");
-  std::vector<std::string> pub(n);
-  for (int i = 0; i < n; ++i) {
-    const fs::path keys = out / ("keys-" + std::to_string(i));
-    ASSERT_EQ(run_command(murmur_cmd("keygen --out " + keys.string())).rc, 0);
-    std::ifstream f(keys / "peer.pub");
-    std::getline(f, pub[i]);
-    allow << pub[i] << "\n";
-  }
-  allow.close();
-  std::vector<int> ports;
-  for (int i = 0; i < n; ++i) ports.push_back(murmur::free_tcp_port());
-  auto start = [&](int i) {
-    std::vector<std::string> argv = {
-        murmur::test::murmur_bin(), "node", "--config", config(), "--keys",
-        (out / ("keys-" + std::to_string(i))).string(), "--listen",
-        "tcp://127.0.0.1:" + std::to_string(ports[i]), "--allow", (out / "allow.txt").string(), "--out",
-        (out / ("peer-" + std::to_string(i))).string(), "--peer-index", std::to_string(i),
-        // Slow enough to join mid-run: 128 tokens per step.
-        "--steps", "400", "--tokens-per-s-limit", "3000", "--eval-every", "0"};
-    if (i > 0) argv.insert(argv.end(), {"--join", pub[0] + "@127.0.0.1:" + std::to_string(ports[0])});
-    return murmur::Process::spawn(argv, out / ("node-" + std::to_string(i) + ".log"));
-  };
+  const ManualSwarm sw(dir_->path() / "manual", 4, config());
+  // Slow enough to join mid-run: 128 tokens per step.
+  const std::vector<std::string> flags = {"--steps", "400",          "--tokens-per-s-limit",
+                                          "3000",    "--eval-every", "0"};
   std::vector<murmur::Process> procs;
-  for (int i = 0; i < 3; ++i) procs.push_back(start(i));
-  auto rounds_of = [&](int i) {
-    return read_jsonl(out / ("peer-" + std::to_string(i)) / "log.jsonl", "round");
-  };
-  auto wait_round = [&](int i, size_t r) {
-    for (int t = 0; t < 600 && rounds_of(i).size() < r; ++t)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    return rounds_of(i).size() >= r;
-  };
-  ASSERT_TRUE(wait_round(0, 12)) << "peer 0 did not reach round 12";
-  procs.push_back(start(3));
+  for (int i = 0; i < 3; ++i) procs.push_back(sw.start(i, flags));
+  ASSERT_TRUE(sw.wait_round(0, 12)) << "peer 0 did not reach round 12";
+  procs.push_back(sw.start(3, flags));
   // The joiner takes a neighbour's state instead of starting from scratch.
-  ASSERT_TRUE(wait_round(3, 3)) << "the late joiner did not train";
-  const auto adopted = read_jsonl(out / "peer-3" / "log.jsonl", "adopted");
+  ASSERT_TRUE(sw.wait_round(3, 3)) << "the late joiner did not train";
+  const auto adopted = read_jsonl(sw.dir(3) / "log.jsonl", "adopted");
   ASSERT_EQ(adopted.size(), 1u);
-  const auto joiner = rounds_of(3), old = rounds_of(0);
+  const auto joiner = sw.rounds(3), old = sw.rounds(0);
   EXPECT_GE(joiner.front()["round"].get<int>(), 10);
   // Within 3 rounds of joining its loss is close to the swarm's (not the ~5.5 of a fresh model).
   EXPECT_LT(joiner[2]["loss"].get<double>(), old.back()["loss"].get<double>() * 1.1 + 0.1);
@@ -166,8 +186,32 @@ TEST_F(SwarmTest, LateJoinerCatchesUpAndAKilledPeerDoesNotStopTheRest) {
     const auto code = procs[static_cast<size_t>(i)].wait_for(std::chrono::seconds(120));
     ASSERT_TRUE(code) << "peer " << i << " did not finish after a neighbour was killed";
     EXPECT_EQ(*code, 0) << "peer " << i;
-    std::ifstream f(out / ("peer-" + std::to_string(i)) / "summary.json");
+    std::ifstream f(sw.dir(i) / "summary.json");
     const json s = json::parse(f, nullptr, false);
     EXPECT_EQ(s.value("status", ""), "finished") << i;
+  }
+}
+
+// A synchronous ring cannot go on without a member: the others stop, but save their model and write
+// their summary (status "stopped: ...") instead of dying with nothing kept.
+TEST_F(SwarmTest, AllreducePeersSaveAndStopWhenARingMemberDies) {
+  const ManualSwarm sw(dir_->path() / "ring-broken", 3, config());
+  const std::vector<std::string> flags = {"--algo",         "allreduce", "--expect-peers",       "3",
+                                          "--steps",        "100000",    "--tokens-per-s-limit", "3000",
+                                          "--eval-windows", "2"};
+  std::vector<murmur::Process> procs;
+  for (int i = 0; i < 3; ++i) procs.push_back(sw.start(i, flags));
+  ASSERT_TRUE(sw.wait_round(0, 2)) << "the ring did not train";
+  procs[2].signal(SIGKILL);
+  for (int i : {0, 1}) {
+    const auto code = procs[size_t(i)].wait_for(std::chrono::seconds(60));
+    ASSERT_TRUE(code) << "peer " << i << " did not stop after a ring member was killed";
+    EXPECT_NE(*code, 0) << "peer " << i << " did not finish its steps, so it must not exit 0";
+    std::ifstream f(sw.dir(i) / "summary.json");
+    const json s = json::parse(f, nullptr, false);
+    ASSERT_TRUE(s.is_object()) << "peer " << i << " wrote no summary";
+    EXPECT_EQ(s.value("status", "").rfind("stopped: all-reduce", 0), 0u) << s.dump();
+    EXPECT_GT(s.value("steps", 0), 0);
+    EXPECT_TRUE(fs::exists(sw.dir(i) / "latest")) << "peer " << i << " saved no checkpoint";
   }
 }
