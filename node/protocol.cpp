@@ -210,6 +210,23 @@ std::vector<g::MemberUpdate> read_updates(Fields& f) {
   }
   return out;
 }
+PayloadChunk read_chunk(Fields& f) {
+  PayloadChunk c;
+  c.link_epoch = f.u64("link_epoch");
+  c.seq = f.u64("seq");
+  c.chunk = f.u32("chunk");
+  c.chunk_count = f.u32("chunk_count");
+  if (c.chunk_count == 0 || c.chunk >= c.chunk_count) {
+    throw Reject{"chunk " + std::to_string(c.chunk) + " not below chunk_count " +
+                 std::to_string(c.chunk_count)};
+  }
+  c.bytes = f.bin("bytes", g::kMaxChunkBytes);
+  return c;
+}
+g::Payload to_payload(const PayloadChunk& c) {
+  return {c.link_epoch, c.seq, c.chunk, c.chunk_count, {c.bytes.begin(), c.bytes.end()}};
+}
+
 std::vector<uint8_t> read_bytes(Fields& f, size_t max) {
   const auto b = f.bin("bytes", max);
   return {b.begin(), b.end()};
@@ -246,17 +263,7 @@ void read(Fields& f, g::LinkRequest& m) { read_link(f, m); }
 void read(Fields& f, g::LinkAccept& m) { read_link(f, m); }
 void read(Fields& f, g::LinkReject& m) { read_link(f, m); }
 void read(Fields& f, g::LinkClose& m) { read_link(f, m); }
-void read(Fields& f, g::Payload& m) {
-  m.link_epoch = f.u64("link_epoch");
-  m.seq = f.u64("seq");
-  m.chunk = f.u32("chunk");
-  m.chunk_count = f.u32("chunk_count");
-  if (m.chunk_count == 0 || m.chunk >= m.chunk_count) {
-    throw Reject{"chunk " + std::to_string(m.chunk) + " not below chunk_count " +
-                 std::to_string(m.chunk_count)};
-  }
-  m.bytes = read_bytes(f, g::kMaxChunkBytes);
-}
+void read(Fields& f, g::Payload& m) { m = to_payload(read_chunk(f)); }
 void read(Fields& f, g::StateRequest& m) {
   m.transfer_id = f.u64("transfer_id");
   m.offset = f.u64("offset");
@@ -354,17 +361,33 @@ std::vector<uint8_t> encode_payload_chunk(uint64_t link_epoch, uint64_t seq, uin
   return out;
 }
 
-DecodeResult decode(std::span<const uint8_t> frame) {
+Decoded<Frame> decode_frame(std::span<const uint8_t> frame) {
   // Sized to the protocol: no maps or exts, the longest array a peer list, the
   // largest bin one chunk (see PITFALLS.md: the defaults allow 96 GiB from 5 bytes).
   static const msgpack::unpack_limit limit(/*array=*/g::kMaxPeersPerMessage, /*map=*/0,
                                            /*str=*/g::kMaxAddrLen,
                                            /*bin=*/g::kMaxChunkBytes, /*ext=*/0, /*depth=*/kMaxDepth);
-  return decode_envelope<g::Message>(frame, limit, [](uint64_t type, uint32_t len, Fields& f) {
+  static const size_t payload_type = g::Message(g::Payload{}).index();
+  return decode_envelope<Frame>(frame, limit, [](uint64_t type, uint32_t len, Fields& f) -> Frame {
     if (type >= kTypes) throw Reject{"unknown message type " + std::to_string(type)};
     check_length(len, kArrayLen[type], kNames[type]);
+    if (type == payload_type) return read_chunk(f);
     return read_message(type, f);
   });
+}
+
+DecodeResult decode(std::span<const uint8_t> frame) {
+  Decoded<Frame> d = decode_frame(frame);
+  DecodeResult r;
+  r.error = std::move(d.error);
+  if (d.value) {
+    if (auto* c = std::get_if<PayloadChunk>(&*d.value)) {
+      r.value = to_payload(*c);
+    } else {
+      r.value = std::move(std::get<g::Message>(*d.value));
+    }
+  }
+  return r;
 }
 
 std::vector<uint8_t> encode_train(const g::TrainMessage& m) {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "gossip/messages.h"
@@ -35,6 +36,17 @@ using DecodeResult = Decoded<gossip::Message>;
 
 std::vector<uint8_t> encode(const gossip::Message& m);
 DecodeResult decode(std::span<const uint8_t> frame);
+
+// A Payload frame's fields with its bytes left in the frame.
+struct PayloadChunk {
+  uint64_t link_epoch = 0, seq = 0;
+  uint32_t chunk = 0, chunk_count = 1;
+  std::span<const uint8_t> bytes;
+};
+using Frame = std::variant<gossip::Message, PayloadChunk>;
+// decode() that leaves a Payload's bytes in `frame` (which must outlive the result), so the transport
+// copies each received chunk once, straight into its reassembly buffer.
+Decoded<Frame> decode_frame(std::span<const uint8_t> frame);
 // The frame of encode(Payload{link_epoch, seq, chunk, chunk_count, bytes}), written straight from a
 // slice of the whole payload: the transport's bulk path copies each byte once here.
 std::vector<uint8_t> encode_payload_chunk(uint64_t link_epoch, uint64_t seq, uint32_t chunk,

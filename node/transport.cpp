@@ -257,12 +257,16 @@ void Transport::receive_all(std::vector<Incoming>& out) {
       reject(&*from, "multipart", "multipart message");
       continue;
     }
-    DecodeResult r = decode({static_cast<const uint8_t*>(frame.data()), frame.size()});
+    Decoded<Frame> r = decode_frame({static_cast<const uint8_t*>(frame.data()), frame.size()});
     if (!r) {
       reject(&*from, "malformed", r.error);
       continue;
     }
-    accept(*from, std::move(*r.value), out);
+    if (auto* chunk = std::get_if<PayloadChunk>(&*r.value)) {
+      reassemble(*from, *chunk, out);  // its bytes are still in `frame`
+    } else {
+      accept(*from, std::move(std::get<g::Message>(*r.value)), out);
+    }
   }
 }
 
@@ -274,17 +278,13 @@ void Transport::accept(const g::PeerId& from, g::Message m, std::vector<Incoming
     reject(&from, "spoofed", "self.id is not the sender's authenticated key");
     return;
   }
-  if (auto* p = std::get_if<g::Payload>(&m)) {
-    reassemble(from, std::move(*p), out);
-    return;
-  }
   ++counters_.total.messages_in, ++counters_.peers[from].messages_in;
   out.push_back({from, std::move(m)});
 }
 
 // Chunks of one payload arrive in order on the sender's bulk connection; one
 // payload per peer is in reassembly at a time.
-void Transport::reassemble(const g::PeerId& from, g::Payload p, std::vector<Incoming>& out) {
+void Transport::reassemble(const g::PeerId& from, const PayloadChunk& p, std::vector<Incoming>& out) {
   auto it = partial_.find(from);
   if (p.chunk == 0) {
     if (it != partial_.end()) {
@@ -293,7 +293,7 @@ void Transport::reassemble(const g::PeerId& from, g::Payload p, std::vector<Inco
     }
     if (p.chunk_count == 1) {
       ++counters_.total.messages_in, ++counters_.peers[from].messages_in;
-      out.push_back({from, std::move(p)});
+      out.push_back({from, g::Payload{p.link_epoch, p.seq, 0, 1, {p.bytes.begin(), p.bytes.end()}}});
       return;
     }
     // Every chunk but the last has the first one's size: reserving the whole payload once spares the

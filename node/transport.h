@@ -26,6 +26,7 @@
 
 #include "gossip/messages.h"
 #include "node/keys.h"
+#include "node/protocol.h"
 #include "node/zap.h"
 
 namespace murmur::node {
@@ -34,7 +35,7 @@ struct TransportConfig {
   Keys keys;
   std::string listen = "tcp://127.0.0.1:0";  // port 0: the system picks (see endpoint())
   AdmissionPolicy admission;
-  size_t chunk_bytes = 256u << 10;         // payload chunk size, at most gossip::kMaxChunkBytes
+  size_t chunk_bytes = 512u << 10;         // payload chunk size, at most gossip::kMaxChunkBytes
   size_t max_payload_bytes = 1u << 30;     // largest payload sent or reassembled
   size_t max_reassembly_bytes = 2u << 30;  // all peers' partial payloads together
   size_t max_queued_payloads = 4;          // per peer, waiting to be sent; send_payload refuses more
@@ -132,7 +133,7 @@ class Transport {
   void pump(const gossip::PeerId& to, Outbound& o);
   void receive_all(std::vector<Incoming>& out);
   void accept(const gossip::PeerId& from, gossip::Message m, std::vector<Incoming>& out);
-  void reassemble(const gossip::PeerId& from, gossip::Payload p, std::vector<Incoming>& out);
+  void reassemble(const gossip::PeerId& from, const PayloadChunk& p, std::vector<Incoming>& out);
   void drop_partial(const gossip::PeerId& from);
   void reject(const gossip::PeerId* from, const std::string& reason, const std::string& detail);
   void read_monitor();
