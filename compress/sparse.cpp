@@ -32,10 +32,13 @@ namespace {
 template <class Pred>
 MURMUR_SIMD_CLONES void scan_hits(size_t b, size_t e, Pred pred, std::vector<uint64_t>& hits) {
   for (size_t i0 = b; i0 < e; i0 += 32) {
-    const uint32_t m = uint32_t(std::min<size_t>(32, e - i0));
     uint32_t mask = 0;
+    if (e - i0 >= 32) {  // a fixed trip count: the compiler turns the group into vector compares
 #pragma omp simd reduction(| : mask)
-    for (uint32_t j = 0; j < m; ++j) mask |= uint32_t(pred(i0, j)) << j;
+      for (uint32_t j = 0; j < 32; ++j) mask |= uint32_t(pred(i0, j)) << j;
+    } else {
+      for (uint32_t j = 0; j < uint32_t(e - i0); ++j) mask |= uint32_t(pred(i0, j)) << j;
+    }
     for (; mask != 0; mask &= mask - 1) hits.push_back(i0 + size_t(std::countr_zero(mask)));
   }
 }
@@ -78,7 +81,8 @@ size_t sample_size(size_t n, double fraction) {
 float sampled_threshold(std::span<const float> x, uint64_t seed, double fraction, double share) {
   std::vector<float> s;
   for (uint64_t at : sample_runs(x.size(), seed, fraction)) {
-    for (uint64_t i = at; i < std::min<uint64_t>(x.size(), at + kSampleRun); ++i) s.push_back(std::fabs(x[i]));
+    for (uint64_t i = at; i < std::min<uint64_t>(x.size(), at + kSampleRun); ++i)
+      s.push_back(std::fabs(x[i]));
   }
   return sample_threshold(s, share);
 }
@@ -133,8 +137,21 @@ std::vector<uint64_t> sample_runs(size_t n, uint64_t seed, double fraction) {
 
 float sample_threshold(std::vector<float>& s, double share) {
   const size_t r = std::clamp<size_t>(size_t(std::ceil(share * double(s.size()))), 1, s.size());
-  std::nth_element(s.begin(), s.begin() + ptrdiff_t(r - 1), s.end(), std::greater<float>());
-  return s[r - 1];
+  if (r > s.size() / 16) {
+    std::nth_element(s.begin(), s.begin() + ptrdiff_t(r - 1), s.end(), std::greater<float>());
+    return s[r - 1];
+  }
+  // A small share: a min-heap of the r largest seen, which most samples pass with one compare
+  // (nth_element partitions and swaps the whole sample several times). The same r-th largest value.
+  std::vector<float> heap(s.begin(), s.begin() + ptrdiff_t(r));
+  std::make_heap(heap.begin(), heap.end(), std::greater<float>());
+  for (size_t i = r; i < s.size(); ++i) {
+    if (!(s[i] > heap.front())) continue;
+    std::pop_heap(heap.begin(), heap.end(), std::greater<float>());
+    heap.back() = s[i];
+    std::push_heap(heap.begin(), heap.end(), std::greater<float>());
+  }
+  return heap.front();
 }
 
 std::vector<uint64_t> pick_largest(std::span<const uint64_t> cand, std::span<const float> vals, uint64_t k) {
@@ -193,7 +210,8 @@ SparseBody parse_topk(ByteReader& r, size_t n) {
   if (r.u8("flags") > 1 || r.u16("reserved") != 0 || r.u32("reserved") != 0) {
     throw DecodeError("topk: unknown flags or non-zero reserved field");
   }
-  if (k > n) throw DecodeError("topk k = " + std::to_string(k) + " exceeds the element count " + std::to_string(n));
+  if (k > n)
+    throw DecodeError("topk k = " + std::to_string(k) + " exceeds the element count " + std::to_string(n));
   body.vals = r.bytes(4 * k, "topk values");
   check_values(body.vals, 1.0f, "topk");
   decode_indices(r.bytes(r.remaining(), "index stream"), k, b, n, body.idx);
@@ -206,7 +224,8 @@ void decode_topk(ByteReader& r, const Sink& sink) {
   scatter(body.idx, body.vals, 1.0f, sink);
 }
 
-void write_randk(uint64_t seed, uint32_t threshold, bool unscaled, std::span<const float> vals, ByteWriter& w) {
+void write_randk(uint64_t seed, uint32_t threshold, bool unscaled, std::span<const float> vals,
+                 ByteWriter& w) {
   w.u64(seed);
   w.u32(threshold);
   w.u8(unscaled ? 1 : 0);
@@ -244,8 +263,8 @@ void decode_randk(ByteReader& r, const Sink& sink) {
   SparseBody body = parse_randk(r, sink.out.size());
   body.idx = randk_indices(sink.out.size(), body.seed, body.threshold);
   if (body.idx.size() != body.vals.size() / 4) {
-    throw DecodeError("randk payload has " + std::to_string(body.vals.size() / 4) + " values, its seed selects " +
-                      std::to_string(body.idx.size()));
+    throw DecodeError("randk payload has " + std::to_string(body.vals.size() / 4) +
+                      " values, its seed selects " + std::to_string(body.idx.size()));
   }
   sink.begin();
   scatter(body.idx, body.vals, body.scale, sink);
