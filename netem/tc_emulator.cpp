@@ -65,7 +65,7 @@ std::string find_tool(const std::string& name) {
     const std::filesystem::path f = std::filesystem::path(d) / name;
     if (::access(f.c_str(), X_OK) == 0) return f.string();
   }
-  throw std::runtime_error("--backend tc needs iproute2's `" + name + "` (apt-get install iproute2)");
+  throw std::runtime_error("--backend tc: needs iproute2's `" + name + "` (apt-get install iproute2)");
 }
 
 struct ToolResult {
@@ -80,7 +80,7 @@ ToolResult run_tool(const Argv& argv) {
   for (std::string& a : args) cargs.push_back(a.data());
   cargs.push_back(nullptr);
   int fds[2];
-  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  if (::pipe(fds) != 0) throw std::runtime_error("--backend tc: pipe failed");
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
@@ -93,7 +93,7 @@ ToolResult run_tool(const Argv& argv) {
   ToolResult r;
   if (err != 0) {
     ::close(fds[0]);
-    throw std::runtime_error("cannot run " + args[0]);
+    throw std::runtime_error("--backend tc: cannot run " + args[0]);
   }
   char buf[4096];
   for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
@@ -123,7 +123,8 @@ std::string joined(const Argv& a) {
 
 void must(const Argv& argv) {
   const ToolResult r = run_tool(argv);
-  if (r.code != 0) throw std::runtime_error("`" + joined(argv) + "` failed: " + first_line(r.output));
+  if (r.code != 0)
+    throw std::runtime_error("--backend tc: `" + joined(argv) + "` failed: " + first_line(r.output));
 }
 
 class TcEmulator final : public LinkEmulator {
@@ -136,7 +137,7 @@ class TcEmulator final : public LinkEmulator {
         last_(peers, std::vector<Sample>(peers)),
         read_at_(peers) {
     if (::geteuid() != 0)
-      throw std::runtime_error("--backend tc needs root (CAP_NET_ADMIN) to create network namespaces");
+      throw std::runtime_error("--backend tc: needs root (CAP_NET_ADMIN) to create network namespaces");
     for (const auto& row : pair_)
       for (const LinkProfile& p : row) netem_options(p);  // a bad profile fails before anything is built
     try {

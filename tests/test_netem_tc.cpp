@@ -118,8 +118,14 @@ TEST(TcTopology, BuildsConnectsAndTearsDown) {
     GTEST_SKIP() << "iproute2 (ip, tc) is not installed";
   if (run_command("python3 -c pass").rc != 0) GTEST_SKIP() << "python3 is not installed";
   const netem::TcTopology t = netem::tc_topology(3, uint32_t(::getpid()) ^ 0x5a5a5a);
-  if (run_command("ip netns add " + t.hub).rc != 0) GTEST_SKIP() << "this machine refuses network namespaces";
+  // Containers may refuse namespaces, veth pairs, bridges or htb: then there is nothing to test here.
+  const auto probe = run_command("ip netns add " + t.hub + " && ip -n " + t.hub +
+                                 " link add p0 type veth peer name p1 && ip -n " + t.hub +
+                                 " link add b0 type bridge && tc -n " + t.hub +
+                                 " qdisc add dev p0 root handle 1: htb default 1");
   run_command("ip netns del " + t.hub);
+  if (probe.rc != 0)
+    GTEST_SKIP() << "this machine cannot build namespaces, veth, bridges or htb: " << probe.output;
   const auto pair = netem::pair_profiles(netem::layout_routes(three_peers()), 3);
   std::vector<std::string> made;
   for (Argv c : netem::tc_setup_commands(t, pair)) {
