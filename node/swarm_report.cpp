@@ -1,7 +1,10 @@
 #include "node/swarm_report.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <utility>
+#include <vector>
 
 #include "model/atomic_file.h"
 
@@ -92,12 +95,22 @@ json write_summary(const std::vector<fs::path>& peer_dirs, const fs::path& path,
 }
 
 std::string summary_table(const json& summary) {
-  std::string t = "peer      status     rounds  steps    train   val      MB sent  MB recv  wait s\n";
+  std::string t = "peer      status      rounds  steps    train   val      MB sent  MB recv  wait s\n";
+  // The status column holds its first word ("stopped: <why>" -> "stopped"); the reasons follow the
+  // table, once per distinct reason with the peers that gave it.
+  std::vector<std::pair<std::string, std::string>> reasons;  // full status, peers
   for (const auto& p : summary["peers"]) {
     char row[256];
     const std::string peer = p.contains("name") ? p.value("name", std::string()) : p["peer"].dump();
-    std::snprintf(row, sizeof row, "%-9s %-10s %-7s %-8s %-7s %-8s %-8s %-8s %s\n", peer.substr(0, 9).c_str(),
-                  p.value("status", std::string("?")).substr(0, 10).c_str(),
+    const std::string status = p.value("status", std::string("?"));
+    if (const size_t colon = status.find(':'); colon != std::string::npos) {
+      auto it =
+          std::find_if(reasons.begin(), reasons.end(), [&](const auto& r) { return r.first == status; });
+      if (it == reasons.end()) it = reasons.insert(reasons.end(), {status, ""});
+      it->second += (it->second.empty() ? "" : ", ") + peer;
+    }
+    std::snprintf(row, sizeof row, "%-9s %-11s %-7s %-8s %-7s %-8s %-8s %-8s %s\n", peer.substr(0, 9).c_str(),
+                  status.substr(0, std::min<size_t>(11, status.find(':'))).c_str(),
                   p.value("rounds", json()).dump().c_str(), p.value("steps", json()).dump().c_str(),
                   fmt(p.value("final_train_loss", json()), "%.4f").c_str(),
                   fmt(p.value("final_val_loss", json()), "%.4f").c_str(),
@@ -106,6 +119,7 @@ std::string summary_table(const json& summary) {
                   fmt(p.value("wait_s", json()), "%.1f").c_str());
     t += row;
   }
+  for (const auto& [status, peers] : reasons) t += peers + ": " + status + "\n";
   return t;
 }
 

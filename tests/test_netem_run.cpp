@@ -11,6 +11,7 @@
 #include "netem/runner.h"
 #include "node/peer_args.h"
 #include "node/process.h"
+#include "node/swarm_report.h"
 #include "test_util.h"
 
 using murmur::Process;
@@ -355,4 +356,18 @@ TEST_F(NetemRunTest, TcBackendTrainsOrSaysWhyNot) {
     if (flow["from"] != flow["to"]) between += flow["bytes"].get<double>();
   }
   EXPECT_GT(between, 0.0);  // counted by the netem qdiscs
+}
+
+// The report's table keeps a status to its first word and lists each distinct reason once below it.
+TEST(SwarmReport, SummaryTableListsReasonsBelowTheTable) {
+  const json summary = {{"peers",
+                         {{{"name", "eu-0"}, {"status", "interrupted"}, {"steps", 10}},
+                          {{"name", "us-0"}, {"status", "stopped: all-reduce stopped: ring member X left"}},
+                          {{"name", "us-1"}, {"status", "stopped: all-reduce stopped: ring member X left"}},
+                          {{"name", "as-0"}, {"status", "failed: no summary.json"}}}}};
+  const std::string t = murmur::summary_table(summary);
+  EXPECT_NE(t.find("eu-0      interrupted"), std::string::npos) << t;
+  EXPECT_NE(t.find("us-0      stopped "), std::string::npos) << t;
+  EXPECT_NE(t.find("us-0, us-1: stopped: all-reduce stopped: ring member X left\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("as-0: failed: no summary.json\n"), std::string::npos) << t;
 }
