@@ -43,13 +43,14 @@ Millis NetLoop::now_ms() const {
       .count();
 }
 
-void NetLoop::handle(const node::Incoming& in, Millis now) {
-  if (const auto* p = std::get_if<gossip::Payload>(&in.msg)) {
+void NetLoop::handle(node::Incoming&& in, Millis now) {
+  if (auto* p = std::get_if<gossip::Payload>(&in.msg)) {
     // Payloads on links membership does not know are answered with LinkClose by it
     // (ring traffic of the baselines has no link); the training side decides about
-    // the rest (sequence, snapshot, guard).
+    // the rest (sequence, snapshot, guard). The bytes move on: a model-sized copy here would hold up
+    // this thread's probes.
     if (p->link_epoch != gossip::kRingEpoch) membership_.on_message(in.from, in.msg, now);
-    mailbox_.push_event(InPayload{in.from, p->link_epoch, p->seq, p->bytes});
+    mailbox_.push_event(InPayload{in.from, p->link_epoch, p->seq, std::move(p->bytes)});
     return;
   }
   membership_.on_message(in.from, in.msg, now);
@@ -127,7 +128,7 @@ void NetLoop::run() {
   Millis next_status = start + static_cast<Millis>(opt_.status_every_s * 1000);
   Millis next_publish = start;
   while (!mailbox_.stopping()) {
-    for (const node::Incoming& in : transport_.poll(std::chrono::milliseconds(10))) handle(in, now_ms());
+    for (node::Incoming& in : transport_.poll(std::chrono::milliseconds(10))) handle(std::move(in), now_ms());
     const Millis now = now_ms();
     membership_.tick(now);
     carry_out(now);
@@ -148,7 +149,7 @@ void NetLoop::run() {
   // would overtake payloads still queued, and a neighbour would then mix without this peer's last round.
   const Millis drain_until = now_ms() + kLeaveDrainMs;
   while (now_ms() < drain_until && payloads_queued()) {
-    for (const node::Incoming& in : transport_.poll(std::chrono::milliseconds(10))) handle(in, now_ms());
+    for (node::Incoming& in : transport_.poll(std::chrono::milliseconds(10))) handle(std::move(in), now_ms());
     membership_.tick(now_ms());
     carry_out(now_ms());
   }

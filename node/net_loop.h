@@ -38,7 +38,7 @@ class NetLoop {
   void run();
 
  private:
-  void handle(const node::Incoming& in, gossip::Millis now);
+  void handle(node::Incoming&& in, gossip::Millis now);
   void send_payloads();
   void carry_out(gossip::Millis now);
   bool payloads_queued() const;  // this peer still has payloads to send to a neighbour
