@@ -30,12 +30,18 @@ class SplitMix64 {
   }
   // Box-Muller without caching the second value, so the state stays one integer.
   double normal() {
-    const double u1 = 1.0 - uniform();  // (0, 1]
-    const double u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    const double r = radius();
+    return r * std::cos(6.283185307179586 * uniform());
+  }
+  // Both of Box-Muller's outputs of one draw: half the log and sqrt per normal, for bulk noise.
+  void normals(double& a, double& b) {
+    const double r = radius(), t = 6.283185307179586 * uniform();
+    a = r * std::cos(t);
+    b = r * std::sin(t);
   }
 
  private:
+  double radius() { return std::sqrt(-2.0 * std::log(1.0 - uniform())); }  // 1 - u is in (0, 1]
   uint64_t state_;
 };
 

@@ -133,14 +133,12 @@ class TcEmulator final : public LinkEmulator {
       : routes_(routes),
         topo_(tc_topology(peers, uint32_t(::getpid()))),
         pair_(pair_profiles(routes, peers)),
-        cut_(peers, std::vector<int>(peers, 0)),
+        cut_(peers, std::vector<bool>(peers, false)),
         last_(peers, std::vector<Sample>(peers)),
         read_at_(peers) {
     if (::geteuid() != 0)
       throw std::runtime_error("--backend tc: needs root (CAP_NET_ADMIN) to create network namespaces");
-    for (const auto& row : pair_)
-      for (const LinkProfile& p : row) netem_options(p);  // a bad profile fails before anything is built
-    try {
+    try {  // tc_setup_commands checks every profile before the first command runs
       for (const Argv& cmd : tc_setup_commands(topo_, pair_)) {
         must(cmd);
         if (cmd.size() < 4 || cmd[0] != "ip" || cmd[1] != "netns" || cmd[2] != "add") continue;
@@ -160,19 +158,10 @@ class TcEmulator final : public LinkEmulator {
   }
   std::vector<std::string> peer_flags(size_t) const override { return {}; }
 
-  // Two routes (i dials j, j dials i) share each pair's qdiscs: a count of cuts keeps them consistent.
-  void partition(size_t route, PartitionMode) override {
-    const Route& r = routes_.at(route);
-    for (auto [a, b] : {std::pair{r.dialer, r.listener}, std::pair{r.listener, r.dialer}}) {
-      if (cut_[a][b]++ == 0) apply(a, b);
-    }
-  }
-  void heal(size_t route) override {
-    const Route& r = routes_.at(route);
-    for (auto [a, b] : {std::pair{r.dialer, r.listener}, std::pair{r.listener, r.dialer}}) {
-      if (cut_[a][b] > 0 && --cut_[a][b] == 0) apply(a, b);
-    }
-  }
+  // The two routes of a pair (i dials j, j dials i) share its qdiscs; an event selects both, and
+  // cutting or healing a pair twice changes nothing, as on the relay.
+  void partition(size_t route, PartitionMode) override { set_cut(route, true); }
+  void heal(size_t route) override { set_cut(route, false); }
   void set_profile(size_t route, Direction dir, const LinkProfile& p) override {
     const Route& r = routes_.at(route);
     const auto [a, b] =
@@ -180,12 +169,13 @@ class TcEmulator final : public LinkEmulator {
     pair_[a][b] = p;
     apply(a, b);
   }
+  // A qdisc carries everything from one peer to another, whichever dialed: its bytes count once, as the
+  // `up` of the route its sender dials (the reverse route's `down` stays 0).
   LinkStats stats(size_t route) override {
     const Route& r = routes_.at(route);
     LinkStats s;
     s.up = direction_stats(r.dialer, r.listener);
-    s.down = direction_stats(r.listener, r.dialer);
-    s.partitioned = cut_[r.dialer][r.listener] > 0;
+    s.partitioned = cut_[r.dialer][r.listener];
     return s;
   }
 
@@ -206,9 +196,18 @@ class TcEmulator final : public LinkEmulator {
                                ": sch_netem is missing); the default relay backend needs no kernel support");
   }
 
+  void set_cut(size_t route, bool cut) {
+    const Route& r = routes_.at(route);
+    for (auto [a, b] : {std::pair{r.dialer, r.listener}, std::pair{r.listener, r.dialer}}) {
+      if (cut_[a][b] == cut) continue;
+      cut_[a][b] = cut;
+      apply(a, b);
+    }
+  }
+
   void apply(size_t from, size_t to) {
     LinkProfile p = pair_[from][to];
-    if (cut_[from][to] > 0) p.loss = 100;
+    if (cut_[from][to]) p.loss = 100;
     must(tc_change_command(topo_, from, to, p));
   }
 
@@ -254,7 +253,7 @@ class TcEmulator final : public LinkEmulator {
   std::vector<Route> routes_;
   TcTopology topo_;
   std::vector<std::vector<LinkProfile>> pair_;
-  std::vector<std::vector<int>> cut_;
+  std::vector<std::vector<bool>> cut_;  // [from][to]: partitioned
   std::vector<std::vector<Sample>> last_;
   std::vector<Clock::time_point> read_at_;  // last `tc -s` of each peer
   std::vector<std::string> created_;        // namespaces to delete, in creation order

@@ -223,10 +223,6 @@ PayloadChunk read_chunk(Fields& f) {
   c.bytes = f.bin("bytes", g::kMaxChunkBytes);
   return c;
 }
-g::Payload to_payload(const PayloadChunk& c) {
-  return {c.link_epoch, c.seq, c.chunk, c.chunk_count, {c.bytes.begin(), c.bytes.end()}};
-}
-
 std::vector<uint8_t> read_bytes(Fields& f, size_t max) {
   const auto b = f.bin("bytes", max);
   return {b.begin(), b.end()};
@@ -359,6 +355,10 @@ std::vector<uint8_t> encode_payload_chunk(uint64_t link_epoch, uint64_t seq, uin
   p.pack_uint32(uint32_t(type));
   put_payload(p, link_epoch, seq, chunk, chunk_count, bytes);
   return out;
+}
+
+g::Payload to_payload(const PayloadChunk& c) {
+  return {c.link_epoch, c.seq, c.chunk, c.chunk_count, {c.bytes.begin(), c.bytes.end()}};
 }
 
 Decoded<Frame> decode_frame(std::span<const uint8_t> frame) {

@@ -44,6 +44,7 @@ struct PayloadChunk {
   std::span<const uint8_t> bytes;
 };
 using Frame = std::variant<gossip::Message, PayloadChunk>;
+gossip::Payload to_payload(const PayloadChunk& c);  // copies the bytes out of the frame
 // decode() that leaves a Payload's bytes in `frame` (which must outlive the result), so the transport
 // copies each received chunk once, straight into its reassembly buffer.
 Decoded<Frame> decode_frame(std::span<const uint8_t> frame);

@@ -15,15 +15,18 @@ using nlohmann::json;
 
 namespace {
 
-// The last complete line of a JSONL file that parses and is an event of kind
-// `event` (files are appended to while we read; a torn last line is skipped).
-json last_event(const fs::path& log, const char* event) {
+// The last complete lines of a JSONL file that parse and are events "round" and "steps", in one read
+// (files are appended to while we read; a torn last line is skipped).
+std::pair<json, json> last_round_and_steps(const fs::path& log) {
   std::ifstream f(log);
   std::string line;
-  json last;
+  std::pair<json, json> last;
   while (std::getline(f, line)) {
     const json e = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (e.is_object() && e.value("event", "") == event) last = e;
+    if (!e.is_object()) continue;
+    const std::string kind = e.value("event", "");
+    if (kind == "round") last.first = e;
+    if (kind == "steps") last.second = e;
   }
   return last;
 }
@@ -44,8 +47,7 @@ std::string progress_line(const std::vector<fs::path>& peer_dirs, double elapsed
   std::string line = head;
   for (size_t i = 0; i < peer_dirs.size(); ++i) {
     // Rounds may take minutes: the step and loss come from the newer of the round and steps events.
-    const json r = last_event(peer_dirs[i] / "log.jsonl", "round"),
-               s = last_event(peer_dirs[i] / "log.jsonl", "steps");
+    const auto [r, s] = last_round_and_steps(peer_dirs[i] / "log.jsonl");
     const auto step = [](const json& e) { return e.is_object() ? e.value("step", int64_t{0}) : 0; };
     const json& e = step(s) > step(r) ? s : r;
     line += " | " + (i < names.size() ? names[i] : "p" + std::to_string(i)) + " ";

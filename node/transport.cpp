@@ -293,7 +293,7 @@ void Transport::reassemble(const g::PeerId& from, const PayloadChunk& p, std::ve
     }
     if (p.chunk_count == 1) {
       ++counters_.total.messages_in, ++counters_.peers[from].messages_in;
-      out.push_back({from, g::Payload{p.link_epoch, p.seq, 0, 1, {p.bytes.begin(), p.bytes.end()}}});
+      out.push_back({from, to_payload(p)});
       return;
     }
     // Every chunk but the last has the first one's size: reserving the whole payload once spares the
