@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 
 #include "node/commands.h"
+#include "node/large_buffers.h"
 #include "node/transport.h"
 
 namespace murmur::cli {
@@ -29,6 +30,7 @@ struct TransportBenchArgs {
   std::string sizes = "1M,16M,64M,256M";
   int repeats = 3;
   double probe_seconds = 3;
+  size_t chunk_bytes = node::TransportConfig{}.chunk_bytes;
   bool json = false;
 };
 
@@ -112,11 +114,13 @@ class Receiver {
           std::lock_guard lock(mu_);
           arrivals_.emplace_back(Clock::now(), p->bytes.size());
           cv_.notify_one();
+          consumer_.release(std::move(p->bytes));  // a peer hands payloads to its training thread
         }
       }
     }
   }
   node::Transport t_;
+  node::BufferReaper consumer_;
   g::PeerInfo peer_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
@@ -127,9 +131,9 @@ class Receiver {
 
 // Polls the sender until the receiver reports the payload.
 double murmur_seconds(node::Transport& a, const g::PeerInfo& b, Receiver& rx, size_t bytes, uint64_t& seq) {
-  const std::vector<uint8_t> payload(bytes, 1);
+  std::vector<uint8_t> payload(bytes, 1);  // handed over by move, as a peer hands over its encoded delta
   const auto t0 = Clock::now();
-  if (!a.send_payload(b, 1, seq++, payload)) throw std::runtime_error("payload queue full");
+  if (!a.send_payload(b, 1, seq++, std::move(payload))) throw std::runtime_error("payload queue full");
   while (a.queued_payloads(b.id) > 0) a.poll(1ms);
   const auto [t1, size] = rx.next_payload();
   if (size != bytes) throw std::runtime_error("payload arrived with the wrong size");
@@ -148,6 +152,7 @@ void run_bench(const TransportBenchArgs& args) {
   node::TransportConfig ca, cb;
   ca.keys = ka;
   cb.keys = kb;
+  ca.chunk_bytes = cb.chunk_bytes = args.chunk_bytes;
   ca.admission.allowed = {kb.id};
   cb.admission.allowed = {ka.id};
   node::Transport a(ca);
@@ -253,6 +258,9 @@ void add_bench_transport(CLI::App& bench) {
       ->capture_default_str();
   sub->add_option("--probe-seconds", a->probe_seconds, "How long probes run during bulk traffic")
       ->check(CLI::Range(0.1, 600.0))
+      ->capture_default_str();
+  sub->add_option("--chunk-bytes", a->chunk_bytes, "Payload chunk size of the Murmur transport")
+      ->check(CLI::Range(size_t(1) << 10, gossip::kMaxChunkBytes))
       ->capture_default_str();
   sub->add_flag("--json", a->json, "Print one JSON object on one line");
   sub->callback([a] { run_bench(*a); });

@@ -87,13 +87,8 @@ void body(Packer& p, const g::LinkRequest& m) { put_all(p, m.link_epoch, m.degre
 void body(Packer& p, const g::LinkAccept& m) { put_all(p, m.link_epoch, m.degree); }
 void body(Packer& p, const g::LinkReject& m) { put_all(p, m.link_epoch); }
 void body(Packer& p, const g::LinkClose& m) { put_all(p, m.link_epoch); }
-void put_payload(Packer& p, uint64_t link_epoch, uint64_t seq, uint32_t chunk, uint32_t chunk_count,
-                 std::span<const uint8_t> bytes) {
-  put_all(p, link_epoch, seq, chunk, chunk_count);
-  put_bin(p, bytes);
-}
 void body(Packer& p, const g::Payload& m) {
-  put_payload(p, m.link_epoch, m.seq, m.chunk, m.chunk_count, m.bytes);
+  put_all(p, m.link_epoch, m.seq, m.chunk, m.chunk_count, m.bytes);
 }
 void body(Packer& p, const g::StateRequest& m) { put_all(p, m.transfer_id, m.offset); }
 void body(Packer& p, const g::StateChunk& m) {
@@ -343,17 +338,17 @@ std::vector<uint8_t> encode(const g::Message& m) {
   return out;
 }
 
-std::vector<uint8_t> encode_payload_chunk(uint64_t link_epoch, uint64_t seq, uint32_t chunk,
-                                          uint32_t chunk_count, std::span<const uint8_t> bytes) {
+std::vector<uint8_t> payload_chunk_header(uint64_t link_epoch, uint64_t seq, uint32_t chunk,
+                                          uint32_t chunk_count, size_t bytes) {
   static const size_t type = g::Message(g::Payload{}).index();
   std::vector<uint8_t> out;
-  out.reserve(bytes.size() + kMaxFrameOverhead);
   VecBuffer buf{out};
   Packer p(buf);
   p.pack_array(kArrayLen[type]);
   p.pack_uint32(g::kProtocolVersion);
   p.pack_uint32(uint32_t(type));
-  put_payload(p, link_epoch, seq, chunk, chunk_count, bytes);
+  put_all(p, link_epoch, seq, chunk, chunk_count);
+  p.pack_bin(uint32_t(bytes));  // the bin's body, the chunk's bytes, follows
   return out;
 }
 

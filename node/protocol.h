@@ -48,10 +48,11 @@ gossip::Payload to_payload(const PayloadChunk& c);  // copies the bytes out of t
 // decode() that leaves a Payload's bytes in `frame` (which must outlive the result), so the transport
 // copies each received chunk once, straight into its reassembly buffer.
 Decoded<Frame> decode_frame(std::span<const uint8_t> frame);
-// The frame of encode(Payload{link_epoch, seq, chunk, chunk_count, bytes}), written straight from a
-// slice of the whole payload: the transport's bulk path copies each byte once here.
-std::vector<uint8_t> encode_payload_chunk(uint64_t link_epoch, uint64_t seq, uint32_t chunk,
-                                          uint32_t chunk_count, std::span<const uint8_t> bytes);
+// The start of encode(Payload{link_epoch, seq, chunk, chunk_count, bytes}) for a chunk of `bytes` bytes:
+// the frame is this header followed by the bytes, so the transport's bulk path copies each byte once,
+// from the whole payload straight into the frame it sends.
+std::vector<uint8_t> payload_chunk_header(uint64_t link_epoch, uint64_t seq, uint32_t chunk,
+                                          uint32_t chunk_count, size_t bytes);
 
 // A training message may be as large as the reassembled payload that carries it.
 std::vector<uint8_t> encode_train(const gossip::TrainMessage& m);

@@ -18,9 +18,11 @@ namespace {
 constexpr const char* kMonitorEndpoint = "inproc://murmur-router-monitor";
 // HWM counts messages, not bytes (PITFALLS.md): a few chunks in flight per bulk
 // link bound the memory, while control messages are small.
-constexpr int kBulkSndHwm = 4, kControlSndHwm = 1000, kRouterRcvHwm = 64;
+constexpr int kBulkSndHwm = 16, kControlSndHwm = 1000, kRouterRcvHwm = 64;
 constexpr int kReconnectIvlMaxMs = 5'000;
-constexpr size_t kMaxFramesPerPoll = 256;  // then return, so sends are pumped too
+// Then return, so sends are pumped and what arrived is handled: a byte budget as well as a count, or a
+// stream of 512 KiB chunks would keep a probe that arrived among them waiting for ~100 MiB of copies.
+constexpr size_t kMaxFramesPerPoll = 256, kMaxBytesPerPoll = 2u << 20;
 
 }  // namespace
 
@@ -52,7 +54,7 @@ g::PeerInfo parse_join_address(const std::string& text) {
 struct Transport::Outbound {
   std::string addr;
   zmq::socket_t control, bulk;  // bulk connects on the first payload
-  std::deque<std::vector<uint8_t>> control_queue;
+  std::deque<zmq::message_t> control_queue;
   struct Pending {
     uint64_t link_epoch, seq;
     std::vector<uint8_t> bytes;
@@ -127,15 +129,17 @@ Transport::Outbound& Transport::outbound(const g::PeerInfo& to) {
   return *it->second;
 }
 
-bool Transport::try_send(zmq::socket_t& s, const g::PeerId& to, const std::vector<uint8_t>& frame) {
-  if (!s.send(zmq::buffer(frame), zmq::send_flags::dontwait)) return false;
-  for (LinkCounters* c : {&counters_.total, &counters_.peers[to]}) c->bytes_out += frame.size();
+bool Transport::try_send(zmq::socket_t& s, const g::PeerId& to, zmq::message_t& frame) {
+  const size_t n = frame.size();
+  if (!s.send(frame, zmq::send_flags::dontwait)) return false;
+  for (LinkCounters* c : {&counters_.total, &counters_.peers[to]}) c->bytes_out += n;
   return true;
 }
 
 void Transport::send(const g::PeerInfo& to, const g::Message& m) {
   Outbound& o = outbound(to);
-  std::vector<uint8_t> frame = encode(m);
+  const std::vector<uint8_t> bytes = encode(m);
+  zmq::message_t frame(bytes.data(), bytes.size());
   if (o.control_queue.empty() && try_send(o.control, to.id, frame)) {
     ++counters_.total.messages_out, ++counters_.peers[to.id].messages_out;
   } else if (o.control_queue.size() < config_.max_queued_control) {
@@ -180,16 +184,22 @@ void Transport::pump(const g::PeerId& to, Outbound& o) {
     o.control_queue.pop_front();
     ++counters_.total.messages_out, ++counters_.peers[to].messages_out;
   }
-  // Encode a chunk only when the socket will take it: poll() pumps on every wake-up, and a full
-  // socket would otherwise cost a discarded copy of a chunk each time.
+  // Build a chunk's frame only when the socket will take it: poll() pumps on every wake-up, and a
+  // full socket would otherwise cost a discarded copy of a chunk each time. The frame is written in
+  // place into the message libzmq sends, so each payload byte is copied once on this side.
   while (!o.bulk_queue.empty() && (o.bulk.get(zmq::sockopt::events) & ZMQ_POLLOUT)) {
     Outbound::Pending& p = o.bulk_queue.front();
     const size_t begin = size_t(p.next_chunk) * config_.chunk_bytes;
-    const size_t end = std::min(p.bytes.size(), begin + config_.chunk_bytes);
-    const std::span<const uint8_t> slice(p.bytes.data() + begin, end - begin);
-    if (!try_send(o.bulk, to, encode_payload_chunk(p.link_epoch, p.seq, p.next_chunk, p.chunk_count, slice)))
-      return;
+    const size_t n = std::min(p.bytes.size() - begin, config_.chunk_bytes);
+    const std::vector<uint8_t> header =
+        payload_chunk_header(p.link_epoch, p.seq, p.next_chunk, p.chunk_count, n);
+    zmq::message_t frame(header.size() + n);
+    auto* dst = static_cast<uint8_t*>(frame.data());
+    std::memcpy(dst, header.data(), header.size());
+    if (n != 0) std::memcpy(dst + header.size(), p.bytes.data() + begin, n);
+    if (!try_send(o.bulk, to, frame)) return;
     if (++p.next_chunk == p.chunk_count) {
+      reaper_.release(std::move(p.bytes));
       o.bulk_queue.pop_front();
       ++counters_.total.messages_out, ++counters_.peers[to].messages_out;
     }
@@ -233,11 +243,13 @@ void Transport::read_monitor() {
 }
 
 void Transport::receive_all(std::vector<Incoming>& out) {
-  for (size_t n = 0; n < kMaxFramesPerPoll; ++n) {
+  size_t bytes = 0;
+  for (size_t n = 0; n < kMaxFramesPerPoll && bytes < kMaxBytesPerPoll; ++n) {
     zmq::message_t routing_id, frame;
     if (!router_.recv(routing_id, zmq::recv_flags::dontwait)) return;
     if (!routing_id.more()) continue;  // cannot happen on a ROUTER
     (void)router_.recv(frame);
+    bytes += frame.size();
     bool extra = false;
     while (frame.more()) {  // a multipart message: drain it, part by part
       zmq::message_t part;
@@ -308,6 +320,7 @@ void Transport::reassemble(const g::PeerId& from, const PayloadChunk& p, std::ve
     }
     it = partial_.emplace(from, Reassembly{p.link_epoch, p.seq, 0, p.chunk_count, size_t(bound), {}}).first;
     it->second.bytes.reserve(size_t(bound));
+    advise_huge_pages(it->second.bytes.data(), size_t(bound));
     partial_bytes_ += size_t(bound);
   } else if (it == partial_.end() || it->second.link_epoch != p.link_epoch || it->second.seq != p.seq ||
              it->second.count != p.chunk_count || it->second.next != p.chunk) {

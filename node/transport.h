@@ -26,6 +26,7 @@
 
 #include "gossip/messages.h"
 #include "node/keys.h"
+#include "node/large_buffers.h"
 #include "node/protocol.h"
 #include "node/zap.h"
 
@@ -129,7 +130,7 @@ class Transport {
 
   Outbound& outbound(const gossip::PeerInfo& to);
   zmq::socket_t connect_dealer(const gossip::PeerInfo& to, int sndhwm);
-  bool try_send(zmq::socket_t& s, const gossip::PeerId& to, const std::vector<uint8_t>& frame);
+  bool try_send(zmq::socket_t& s, const gossip::PeerId& to, zmq::message_t& frame);  // moves it when sent
   void pump(const gossip::PeerId& to, Outbound& o);
   void receive_all(std::vector<Incoming>& out);
   void accept(const gossip::PeerId& from, gossip::Message m, std::vector<Incoming>& out);
@@ -139,6 +140,7 @@ class Transport {
   void read_monitor();
 
   TransportConfig config_;
+  BufferReaper reaper_;  // frees sent payloads
   zmq::context_t ctx_;
   std::unique_ptr<ZapHandler> zap_;  // before router_: the handler must exist when it binds
   zmq::socket_t router_;

@@ -125,8 +125,9 @@ TEST(Protocol, TrainingMessagesRoundTrip) {
   std::vector<uint8_t> whole(5000);
   for (auto& x : whole) x = uint8_t(r.rng());
   const auto slice = std::span<const uint8_t>(whole).subspan(1000, 3000);
-  EXPECT_EQ(encode_payload_chunk(4, 5, 1, 3, slice),
-            encode(g::Payload{4, 5, 1, 3, std::vector<uint8_t>(slice.begin(), slice.end())}));
+  std::vector<uint8_t> frame = payload_chunk_header(4, 5, 1, 3, slice.size());
+  frame.insert(frame.end(), slice.begin(), slice.end());
+  EXPECT_EQ(frame, encode(g::Payload{4, 5, 1, 3, std::vector<uint8_t>(slice.begin(), slice.end())}));
   const g::TrainMessage by_digest{g::Delta{0, 3, true, {}, std::vector<uint8_t>(g::kStateDigestBytes, 7)}};
   EXPECT_EQ(*decode_train(encode_train(by_digest)).value, by_digest);
   const g::TrainMessage long_digest{
