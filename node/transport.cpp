@@ -70,6 +70,10 @@ Transport::Transport(TransportConfig config) : config_(std::move(config)) {
   if (config_.max_payload_bytes / config_.chunk_bytes >= UINT32_MAX) {
     throw std::invalid_argument("max_payload_bytes needs more than 2^32 chunks");
   }
+  // libzmq gives each new connection its least loaded I/O thread: with two, a peer's control
+  // connection does not share one with its bulk connection, whose thread is busy encrypting chunks
+  // (probe RTT p50 under a saturating transfer: ~10 ms with one, ~1-3 ms with two; docs/benchmarks.md).
+  ctx_.set(zmq::ctxopt::io_threads, 2);
   zap_ = std::make_unique<ZapHandler>(ctx_, config_.admission);
   router_ = zmq::socket_t(ctx_, zmq::socket_type::router);
   configure_curve_server(router_, config_.keys);
