@@ -326,6 +326,17 @@ TEST(CompressEncode, RejectsNonFiniteAndOutOfRangeInput) {
     EXPECT_THROW(Encoder(s).encode(x), std::domain_error) << s;
     x[200] = 0.0f;
   }
+  // topk checks finiteness in its selection pass: every path, every parallel chunk, sampled or not.
+  std::vector<float> big = gaussian(200'000, 2);
+  for (const char* s : {"topk:fraction=0.01", "topk:fraction=0.01,approx", "topk:fraction=0.5"}) {
+    for (size_t at : {size_t(0), size_t(70'001), big.size() - 1}) {
+      for (float bad : {INFINITY, -INFINITY, NAN}) {
+        big[at] = bad;
+        EXPECT_THROW(Encoder(s).encode(big), std::domain_error) << s << " at " << at;
+      }
+      big[at] = 0.5f;
+    }
+  }
   x[5] = 1e6f;  // beyond fp16
   EXPECT_THROW(Encoder("fp16").encode(x), std::domain_error);
   EXPECT_NO_THROW(Encoder("bf16").encode(x));
