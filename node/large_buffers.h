@@ -31,10 +31,6 @@ class BufferReaper {
   static constexpr size_t kInlineBytes = 1u << 20;
 
   BufferReaper() : thread_([this](std::stop_token stop) { run(stop); }) {}
-  ~BufferReaper() {
-    thread_.request_stop();
-    thread_.join();  // before the queue's members go; it frees what is still queued
-  }
   BufferReaper(const BufferReaper&) = delete;
   BufferReaper& operator=(const BufferReaper&) = delete;
 
@@ -67,7 +63,9 @@ class BufferReaper {
   std::mutex mu_;
   std::condition_variable_any cv_;
   std::vector<std::vector<uint8_t>> queue_;
-  std::jthread thread_;  // last: it starts once the members above exist
+  // Last: it starts once the members above exist, and is stopped and joined (after freeing what is
+  // still queued) before they go.
+  std::jthread thread_;
 };
 
 }  // namespace murmur::node
