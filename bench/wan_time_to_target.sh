@@ -4,7 +4,7 @@
 # reaches by the end, and each algorithm's time is when the mean train loss of its peers first gets
 # there (10-step loss windows of every peer, bench/time_to_target.py).
 # Usage: bash bench/wan_time_to_target.sh [OUT_DIR] [DURATION, default 15min] [PEER FLAGS...]
-# Peer flags go to every peer, e.g. `--batch 2 --context 64` for less compute per step.
+# Peer flags go to every peer and override the scenario's [training] keys, e.g. `--batch 8 --context 256`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/wan-ttt-$(date +%Y%m%d-%H%M%S)}
