@@ -7,8 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -114,22 +116,43 @@ int Process::finish(std::chrono::milliseconds grace) {
 
 fs::path self_executable() { return fs::read_symlink("/proc/self/exe"); }
 
-int free_tcp_port() {
+namespace {
+
+// Binds a probe socket to 127.0.0.1:port (0: the kernel picks); the bound port, or 0 if taken.
+int try_bind(int port) {
   const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
+  a.sin_port = htons(uint16_t(port));
   socklen_t len = sizeof a;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    const std::string err = std::strerror(errno);
-    ::close(s);
-    throw std::runtime_error("cannot find a free port: " + err);
-  }
+  const bool ok = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+                  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0;
   ::close(s);
-  return ntohs(a.sin_port);
+  return ok ? ntohs(a.sin_port) : 0;
+}
+
+// The low end of the kernel's ephemeral range (bind to port 0 and outgoing connections draw from it).
+int ephemeral_low() {
+  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  return f >> low ? low : 0;
+}
+
+}  // namespace
+
+int free_tcp_port() {
+  // Below the ephemeral range when there is room: a port handed out by bind(0) can be taken again by
+  // the next bind(0) or connect() of any process (the runner's own relays included) before the peer
+  // that was given it binds it (seen: a peer failing with "Address already in use").
+  static std::atomic<uint32_t> next{uint32_t(::getpid()) * 7919u};
+  const int low = ephemeral_low(), first = 10'000;
+  for (int attempt = 0; low - first > 1'000 && attempt < 200; ++attempt) {
+    if (const int port = try_bind(first + int(next.fetch_add(7919u) % uint32_t(low - first)))) return port;
+  }
+  if (const int port = try_bind(0)) return port;
+  throw std::runtime_error(std::string("cannot find a free port: ") + std::strerror(errno));
 }
 
 }  // namespace murmur

@@ -48,8 +48,9 @@ class Process {
 // The path of the running executable (/proc/self/exe), for launching peers.
 std::filesystem::path self_executable();
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it,
-// close). Another process may take it before it is used; launchers retry.
+// A TCP port on 127.0.0.1 that was free a moment ago (a probe bind, then closed), drawn below the
+// kernel's ephemeral range where there is room, so that bind(0) and outgoing connections of any
+// process do not take it before it is used.
 int free_tcp_port();
 
 }  // namespace murmur
