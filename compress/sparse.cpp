@@ -61,7 +61,7 @@ MURMUR_SIMD_CLONES bool scan_hits(size_t b, size_t e, Pred pred, Bad bad, std::v
 }
 
 // All i in [0, n) with pred, in increasing order: one parallel pass, per-chunk lists joined.
-// Nothing (and no scan's worth of work saved) when bad(i) for some i.
+// Nothing when bad(i) for some i.
 template <class Pred, class Bad>
 std::optional<std::vector<uint64_t>> select_hits(size_t n, Pred pred, Bad bad) {
   std::vector<std::vector<uint64_t>> part((n + kParallelGrain - 1) / kParallelGrain);
@@ -107,9 +107,11 @@ size_t sample_size(size_t n, double fraction) {
 float sampled_threshold(std::span<const float> x, uint64_t seed, double fraction, double share) {
   std::vector<float> s;
   for (uint64_t at : sample_runs(x.size(), seed, fraction)) {
-    for (uint64_t i = at; i < std::min<uint64_t>(x.size(), at + kSampleRun); ++i)
-      s.push_back(std::fabs(x[i]) <= std::numeric_limits<float>::max() ? std::fabs(x[i]) : 0.0f);  // NaN
-    // must not reach the selection below (no strict weak order); the scan then rejects the input
+    // A NaN must not reach the selection below (no strict weak order); the scan rejects such input.
+    for (uint64_t i = at; i < std::min<uint64_t>(x.size(), at + kSampleRun); ++i) {
+      const float a = std::fabs(x[i]);
+      s.push_back(a <= std::numeric_limits<float>::max() ? a : 0.0f);
+    }
   }
   return sample_threshold(s, share);
 }

@@ -129,7 +129,9 @@ int try_bind(int port) {
   socklen_t len = sizeof a;
   const bool ok = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
                   ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  const int err = errno;
   ::close(s);
+  errno = err;  // the caller's error message names why the bind failed, not close()'s errno
   return ok ? ntohs(a.sin_port) : 0;
 }
 
