@@ -17,9 +17,7 @@
 
 #include "node/commands.h"
 #include "node/large_buffers.h"
-#include "node/thread_priority.h"
 #include "node/transport.h"
-#include <cstdlib>
 
 namespace murmur::cli {
 namespace {
@@ -150,9 +148,6 @@ void run_bench(const TransportBenchArgs& args) {
     sizes.push_back(parse_size(args.sizes.substr(at, comma - at)));
     at = comma + 1;
   }
-  const char* mode = std::getenv("XP");
-  const int xp = mode ? std::atoi(mode) : 0;
-  if (xp & 1) fprintf(stderr, "short slice %d\n", node::request_short_slice());
   const node::Keys ka = node::generate_keys(), kb = node::generate_keys();
   node::TransportConfig ca, cb;
   ca.keys = ka;
@@ -191,7 +186,6 @@ void run_bench(const TransportBenchArgs& args) {
   std::deque<std::vector<uint8_t>> ready;
   std::atomic<bool> producing{true};
   std::thread producer([&] {
-    if (xp & 2) node::lower_priority(10);
     while (producing) {
       std::vector<uint8_t> next(sizes.back(), 2);
       std::unique_lock lock(ready_mu);
