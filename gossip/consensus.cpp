@@ -72,8 +72,7 @@ Delta Consensus::make_delta(std::span<const float> theta, uint64_t round) {
   if (theta.size() != n_)
     throw std::invalid_argument("make_delta: " + std::to_string(theta.size()) + " values, expected " +
                                 std::to_string(n_));
-#pragma omp parallel for simd schedule(static) if (n_ >= compress::kParallelGrain)
-  for (size_t k = 0; k < n_; ++k) scratch_[k] = theta[k] - self_[k];
+  compress::parallel_for(n_, [&](size_t k) { scratch_[k] = theta[k] - self_[k]; });
   Delta d;
   d.round = round;
   d.degree = degree();
@@ -81,8 +80,7 @@ Delta Consensus::make_delta(std::span<const float> theta, uint64_t round) {
   encoder_.encode(scratch_, {.seed = mix64(seed_ ^ mix64(round)), .layout = cfg_.layout}, d.codec_payload);
   // θ̂_i += D(q) exactly as receivers compute it (decode into scratch, then add).
   decode_scratch(d.codec_payload);
-#pragma omp parallel for simd schedule(static) if (n_ >= compress::kParallelGrain)
-  for (size_t k = 0; k < n_; ++k) self_[k] += scratch_[k];
+  compress::parallel_for(n_, [&](size_t k) { self_[k] += scratch_[k]; });
   snapshot_round_ = round + 1;
   digest_.clear();
   return d;
@@ -221,8 +219,7 @@ ReceiveResult Consensus::on_delta(const PeerId& peer, uint64_t seq, const Delta&
     return reject(l, ReceiveStatus::rejected, "delta norm " + std::to_string(norm) + " is an outlier");
   }
   float* copy = l.copy.data();
-#pragma omp parallel for simd schedule(static) if (n_ >= compress::kParallelGrain)
-  for (size_t k = 0; k < n_; ++k) copy[k] += scratch_[k];
+  compress::parallel_for(n_, [&](size_t k) { copy[k] += scratch_[k]; });
   ++counters_.deltas_applied;
   return {ReceiveStatus::applied, true, false, {}};
 }
@@ -242,8 +239,7 @@ MixReport Consensus::mix(std::span<float> theta) {
     const float a = static_cast<float>(cfg_.gamma * w * s);
     const float* c = l.copy.data();
     const float* h = self_.data();
-#pragma omp parallel for simd schedule(static) if (n_ >= compress::kParallelGrain)
-    for (size_t k = 0; k < n_; ++k) theta[k] += a * (c[k] - h[k]);
+    compress::parallel_for(n_, [&](size_t k) { theta[k] += a * (c[k] - h[k]); });
   }
   counters_.clipped += rep.clipped;
   return rep;

@@ -209,8 +209,11 @@ void Membership::handle(const PeerId& from, const PingReq& m, Millis now) {
 void Membership::run_probe(Millis now) {
   std::erase_if(relays_, [&](const Relay& r) { return r.deadline <= now; });
   if (probe_) {
+    // Look the target up only when a deadline is due: this runs every tick, for every peer of a swarm.
+    const bool timed_out = !probe_->acked && !probe_->indirect && now >= probe_->started + cfg_.probe_timeout;
+    if (!timed_out && now < probe_->started + cfg_.probe_interval) return;
     const Member* target = live(probe_->target);
-    if (!probe_->acked && !probe_->indirect && target && now >= probe_->started + cfg_.probe_timeout) {
+    if (timed_out && target) {
       probe_->indirect = true;
       for (const PeerInfo& helper : sample(static_cast<size_t>(cfg_.indirect_probes), &probe_->target)) {
         send(helper, PingReq{probe_->seq, target->info});

@@ -18,13 +18,12 @@ void outer_nesterov_step(std::span<const float> start, std::span<float> theta, s
   if (!std::isfinite(lr) || !std::isfinite(mu))
     throw std::invalid_argument("outer step: lr or momentum not finite");
   const size_t n = theta.size();
-#pragma omp parallel for simd schedule(static) if (n >= compress::kParallelGrain)
-  for (size_t i = 0; i < n; ++i) {
+  compress::parallel_for(n, [&](size_t i) {
     const float delta = start[i] - theta[i];
     const float m = mu * momentum[i] + delta;
     momentum[i] = m;
     theta[i] = start[i] - lr * (mu * m + delta);
-  }
+  });
 }
 
 void OuterOptimizer::restore(std::span<const float> momentum) {
