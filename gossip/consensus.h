@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "compress/codec.h"
+#include "gossip/id_table.h"
 #include "gossip/messages.h"
 #include "gossip/update_guard.h"
 
@@ -177,9 +178,9 @@ class Consensus {
   std::vector<float> self_;  // θ̂_i
   // 1 + the round of the newest delta in θ̂_i; 0 while θ̂_i is unchanged since reset_self.
   uint64_t snapshot_round_ = 0;
-  std::vector<uint8_t> digest_;   // of θ̂_i while snapshot_round_ is 0, computed on first use
-  std::vector<float> scratch_;    // θ − θ̂_i, then D(q)
-  std::map<PeerId, Link> links_;  // ordered: mixing sums in a fixed order
+  std::vector<uint8_t> digest_;           // of θ̂_i while snapshot_round_ is 0, computed on first use
+  std::vector<float> scratch_;            // θ − θ̂_i, then D(q)
+  std::map<PeerId, Link, IdLess> links_;  // ordered: mixing sums in a fixed order
   ConsensusCounters counters_;
 };
 

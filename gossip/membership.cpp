@@ -51,7 +51,7 @@ void validate(const MembershipConfig& c) {
 }
 
 Membership::Membership(PeerInfo self, MembershipConfig cfg, uint64_t seed)
-    : self_(std::move(self)), cfg_(cfg), rng_(mix64(seed)) {
+    : self_(std::move(self)), cfg_(cfg), rng_(mix64(seed)), members_(seed), broadcasts_(seed) {
   validate(cfg_);
   if (!valid(self_)) throw std::invalid_argument("membership: own address empty or too long");
   // Spread the peers' timers so they do not probe and shuffle in lockstep.
@@ -89,8 +89,8 @@ void Membership::tick(Millis now) {
 
 void Membership::leave(Millis) {
   if (leaving_) return;
-  for (const auto& [id, m] : members_)
-    if (!gone(m.state)) send(m.info, Bye{self_.incarnation});
+  for (const auto& s : members_.slots())
+    if (s.used && !gone(s.value.state)) send(s.value.info, Bye{self_.incarnation});
   for (const auto& [id, p] : pending_links_)
     if (const Member* m = live(id)) send(m->info, LinkClose{p.epoch});
   pending_links_.clear();
@@ -104,8 +104,8 @@ std::vector<Action> Membership::take_actions() { return std::exchange(actions_, 
 
 std::vector<PeerInfo> Membership::members() const {
   std::vector<PeerInfo> out;
-  for (const auto& [id, m] : members_)
-    if (!gone(m.state)) out.push_back(m.info);
+  for (const auto& s : members_.slots())
+    if (s.used && !gone(s.value.state)) out.push_back(s.value.info);
   std::sort(out.begin(), out.end(),
             [](const PeerInfo& a, const PeerInfo& b) { return IdLess{}(a.id, b.id); });
   return out;
@@ -113,16 +113,16 @@ std::vector<PeerInfo> Membership::members() const {
 
 std::optional<PeerState> Membership::state_of(const PeerId& id) const {
   if (id == self_.id) return leaving_ ? PeerState::left : PeerState::alive;
-  auto it = members_.find(id);
-  if (it == members_.end()) return std::nullopt;
-  return it->second.state;
+  const Member* m = members_.get(id);
+  if (m == nullptr) return std::nullopt;
+  return m->state;
 }
 
 std::optional<PeerInfo> Membership::info_of(const PeerId& id) const {
   if (id == self_.id) return self_;
-  auto it = members_.find(id);
-  if (it == members_.end()) return std::nullopt;
-  return it->second.info;
+  const Member* m = members_.get(id);
+  if (m == nullptr) return std::nullopt;
+  return m->info;
 }
 
 std::vector<Neighbour> Membership::links() const {
@@ -161,20 +161,32 @@ void Membership::handle(const PeerId& from, const Shuffle& m, Millis now) {
 }
 
 void Membership::merge_sample(const std::vector<PeerInfo>& sample, Millis now) {
+  prefetch_members(bounded(sample), [&](size_t i) -> const PeerId& { return sample[i].id; });
   for (size_t i = 0; i < bounded(sample); ++i) apply({sample[i], PeerState::alive}, now, false);
+}
+
+void Membership::apply_all(const std::vector<MemberUpdate>& updates, Millis now) {
+  prefetch_members(bounded(updates), [&](size_t i) -> const PeerId& { return updates[i].peer.id; });
+  for (size_t i = 0; i < bounded(updates); ++i) apply(updates[i], now, true);
+}
+
+template <class IdOf>
+void Membership::prefetch_members(size_t n, IdOf id_of) const {
+  for (size_t i = 0; i < n; ++i) members_.prefetch(id_of(i));
+  for (size_t i = 0; i < n; ++i) members_.prefetch_value(id_of(i));
 }
 
 // -- failure detection -------------------------------------------------------------
 
 void Membership::handle(const PeerId& from, const Ping& m, Millis now) {
-  for (size_t i = 0; i < bounded(m.updates); ++i) apply(m.updates[i], now, true);
-  auto it = members_.find(from);  // the sender's own claim above makes it known
-  if (it == members_.end()) return ignore();
-  send(it->second.info, Ack{m.seq, self_.id, piggyback(from)});
+  apply_all(m.updates, now);
+  const Member* sender = members_.get(from);  // the sender's own claim above makes it known
+  if (sender == nullptr) return ignore();
+  send(sender->info, Ack{m.seq, self_.id, piggyback(from)});
 }
 
 void Membership::handle(const PeerId& from, const Ack& m, Millis now) {
-  for (size_t i = 0; i < bounded(m.updates); ++i) apply(m.updates[i], now, true);
+  apply_all(m.updates, now);
   if (m.seq == 0) return;
   if (probe_ && m.seq == probe_->seq && m.target == probe_->target &&
       (from == probe_->target || probe_->indirect)) {
@@ -195,9 +207,9 @@ void Membership::handle(const PeerId& from, const PingReq& m, Millis now) {
     return ignore();
   // Probe the address we know; the requester's copy only for a peer we have not heard of.
   PeerInfo to = m.target;
-  if (auto it = members_.find(target); it != members_.end()) {
-    if (gone(it->second.state)) return ignore();
-    to = it->second.info;
+  if (const Member* known = members_.get(target)) {
+    if (gone(known->state)) return ignore();
+    to = known->info;
   } else if (!valid(to)) {
     return ignore();
   }
@@ -233,8 +245,8 @@ void Membership::run_probe(Millis now) {
   while (true) {
     if (probe_pos_ >= probe_order_.size()) {
       probe_order_.clear();
-      for (const auto& [id, m] : members_)
-        if (!gone(m.state)) probe_order_.push_back(id);
+      for (const auto& s : members_.slots())
+        if (s.used && !gone(s.value.state)) probe_order_.push_back(s.key);
       for (size_t i = probe_order_.size(); i > 1; --i)
         std::swap(probe_order_[i - 1], probe_order_[rng_.below(i)]);
       probe_pos_ = 0;
@@ -256,47 +268,48 @@ Millis Membership::expiry(const Member& m) const {
   return std::numeric_limits<Millis>::max();
 }
 
-std::vector<Membership::Member*>* Membership::list_of(PeerState s) {
+std::vector<uint32_t>* Membership::list_of(PeerState s) {
   return s == PeerState::alive ? &alive_ : s == PeerState::dead ? &dead_ : nullptr;
 }
 
-void Membership::set_state(Member& m, PeerState state, Millis now) {
+void Membership::set_state(uint32_t slot, PeerState state, Millis now) {
+  Member& m = members_.at(slot);
   const PeerState before = m.state;
   m.state = state;
   m.since = now;
   live_count_ += !gone(state);
   live_count_ -= !gone(before);
   if (before != state) {
-    if (std::vector<Member*>* from = list_of(before)) {  // swap-remove
-      Member* last = from->back();
+    if (std::vector<uint32_t>* from = list_of(before)) {  // swap-remove
+      const uint32_t last = from->back();
       (*from)[m.listed_at] = last;
-      last->listed_at = m.listed_at;
+      members_.at(last).listed_at = m.listed_at;
       from->pop_back();
     }
-    if (std::vector<Member*>* to = list_of(state)) {
+    if (std::vector<uint32_t>* to = list_of(state)) {
       m.listed_at = to->size();
-      to->push_back(&m);
+      to->push_back(slot);
     }
   }
   if (state != PeerState::alive) expiries_.push({expiry(m), m.info.id});
 }
 
 void Membership::forget(const PeerId& id) {
-  auto it = members_.find(id);
-  if (it == members_.end()) return;
-  set_state(it->second, PeerState::left, it->second.since);  // off the lists and counts
-  members_.erase(it);
+  const uint32_t slot = members_.find(id);
+  if (slot == MemberTable::npos) return;
+  set_state(slot, PeerState::left, members_.at(slot).since);  // off the lists and counts
+  members_.erase(id);
 }
 
 void Membership::run_suspicions(Millis now) {
   while (!expiries_.empty() && expiries_.top().first <= now) {
     const auto [at, id] = expiries_.top();
     expiries_.pop();
-    auto it = members_.find(id);
-    if (it == members_.end() || expiry(it->second) != at) continue;  // stale: the member moved on
-    if (it->second.state == PeerState::suspect) {
+    const Member* m = members_.get(id);
+    if (m == nullptr || expiry(*m) != at) continue;  // stale: the member moved on
+    if (m->state == PeerState::suspect) {
       ++counters_.deaths;
-      apply({it->second.info, PeerState::dead}, now, true);
+      apply({m->info, PeerState::dead}, now, true);
     } else {
       forget(id);
     }
@@ -309,28 +322,29 @@ void Membership::apply(const MemberUpdate& u, Millis now, bool spread) {
     if (u.state != PeerState::alive && u.peer.incarnation >= self_.incarnation) refute(u.peer.incarnation);
     return;
   }
-  auto it = members_.find(u.peer.id);
-  const bool known = it != members_.end();
+  uint32_t slot = members_.find(u.peer.id);
+  const bool known = slot != MemberTable::npos;
   if (known && std::pair(u.peer.incarnation, rank(u.state)) <=
-                   std::pair(it->second.info.incarnation, rank(it->second.state)))
+                   std::pair(members_.at(slot).info.incarnation, rank(members_.at(slot).state)))
     return;
   if (!known) {
     if (members_.size() >= cfg_.max_members) {
       // Full: make room only by forgetting the oldest tombstone.
-      auto oldest = members_.end();
-      for (auto m = members_.begin(); m != members_.end(); ++m)
-        if (gone(m->second.state) && (oldest == members_.end() || m->second.since < oldest->second.since))
-          oldest = m;
-      if (oldest == members_.end()) return;
-      forget(PeerId(oldest->first));
+      const MemberTable::Slot* oldest = nullptr;
+      for (const auto& s : members_.slots())
+        if (s.used && gone(s.value.state) && (oldest == nullptr || s.value.since < oldest->value.since))
+          oldest = &s;
+      if (oldest == nullptr) return;
+      forget(PeerId(oldest->key));
     }
-    it = members_.emplace(u.peer.id, Member{u.peer}).first;  // state left until set_state
+    slot = members_.insert(u.peer.id).first;
+    members_.at(slot) = Member{u.peer};  // state left until set_state
   }
-  Member& m = it->second;
+  Member& m = members_.at(slot);
   const PeerState before = known ? m.state : PeerState::left;
   m.info = u.peer;
   // Also a suspicion at a higher incarnation: a new suspicion, a new deadline.
-  set_state(m, u.state, now);
+  set_state(slot, u.state, now);
   if (!known || before != u.state) {
     if (known || !gone(u.state)) actions_.push_back(MemberEvent{m.info, m.state});
   }
@@ -343,11 +357,7 @@ void Membership::apply(const MemberUpdate& u, Millis now, bool spread) {
     pending_links_.erase(u.peer.id);
   }
   if (spread) {
-    auto [b, fresh] = broadcasts_.try_emplace(u.peer.id);
-    if (!fresh) by_sent_[size_t(b->second.sent)].erase(b->second.queued);
-    b->second.update = u;
-    b->second.sent = 0;
-    queue_broadcast(b->second);
+    broadcasts_.push(u);
   }
 }
 
@@ -358,42 +368,23 @@ void Membership::refute(uint64_t incarnation) {
 }
 
 void Membership::tell_if_gone(const PeerId& id) {
-  auto it = members_.find(id);
-  if (it != members_.end() && gone(it->second.state)) send(it->second.info, Ping{0, piggyback(id)});
+  const Member* m = members_.get(id);
+  if (m != nullptr && gone(m->state)) send(m->info, Ping{0, piggyback(id)});
 }
 
 // Our own alive claim first (so a receiver that has not heard of us can answer),
 // then what we think of the receiver if it is not alive (so it can refute), then
 // the least-sent queued updates.
 std::vector<MemberUpdate> Membership::piggyback(const PeerId& to) {
-  std::vector<MemberUpdate> out{{self_, PeerState::alive}};
-  if (auto it = members_.find(to); it != members_.end() && it->second.state != PeerState::alive)
-    out.push_back({it->second.info, it->second.state});
+  std::vector<MemberUpdate> out;
+  out.reserve(static_cast<size_t>(cfg_.max_piggyback));
+  out.push_back({self_, PeerState::alive});
+  if (const Member* m = members_.get(to); m != nullptr && m->state != PeerState::alive)
+    out.push_back({m->info, m->state});
   const int limit = cfg_.retransmit_mult * static_cast<int>(std::ceil(std::log2(double(live_count_) + 2.0)));
   const size_t room = static_cast<size_t>(cfg_.max_piggyback) - out.size();
-  std::vector<Broadcast*> taken;
-  for (const std::list<Broadcast*>& bucket : by_sent_) {
-    for (Broadcast* b : bucket) {
-      if (taken.size() == room) break;
-      if (!IdEq{}(b->update.peer.id, to)) taken.push_back(b);
-    }
-    if (taken.size() == room) break;
-  }
-  for (Broadcast* b : taken) {
-    out.push_back(b->update);
-    by_sent_[size_t(b->sent)].erase(b->queued);
-    if (++b->sent >= limit)
-      broadcasts_.erase(PeerId(b->update.peer.id));  // a copy: the key must outlive the node
-    else
-      queue_broadcast(*b);
-  }
+  broadcasts_.take(to, room, limit, out);
   return out;
-}
-
-void Membership::queue_broadcast(Broadcast& b) {
-  if (by_sent_.size() <= size_t(b.sent)) by_sent_.resize(size_t(b.sent) + 1);
-  std::list<Broadcast*>& bucket = by_sent_[size_t(b.sent)];
-  b.queued = bucket.insert(bucket.end(), &b);
 }
 
 // -- membership timers ---------------------------------------------------------------
@@ -423,17 +414,17 @@ void Membership::run_sampling(Millis now) {
   // partition; a Hello makes each side tell the other it is dead, both refute.
   if (now >= next_rejoin_) {
     next_rejoin_ = now + cfg_.rejoin_interval;
-    if (!dead_.empty()) send(dead_[rng_.below(dead_.size())]->info, Hello{self_});
+    if (!dead_.empty()) send(members_.at(dead_[rng_.below(dead_.size())]).info, Hello{self_});
   }
 }
 
 // -- neighbour links -----------------------------------------------------------------
 
 void Membership::handle(const PeerId& from, const LinkRequest& m, Millis now) {
-  auto it = members_.find(from);
-  if (it == members_.end()) return ignore();  // no address to answer to
-  const PeerInfo peer = it->second.info;
-  if (it->second.state != PeerState::alive) return send(peer, LinkReject{m.link_epoch});
+  const Member* member = members_.get(from);
+  if (member == nullptr) return ignore();  // no address to answer to
+  const PeerInfo peer = member->info;
+  if (member->state != PeerState::alive) return send(peer, LinkReject{m.link_epoch});
   if (auto l = links_.find(from); l != links_.end()) {
     // Our request won a crossing and its Accept beat their request here: stale.
     if (l->second.ours && self_.id < from && now < l->second.opened + cfg_.link_request_timeout)
@@ -482,13 +473,13 @@ void Membership::handle(const PeerId& from, const LinkClose& m, Millis) {
 
 void Membership::handle(const PeerId& from, const Payload& m, Millis) {
   if (auto l = links_.find(from); l != links_.end() && l->second.epoch == m.link_epoch) return;
-  if (auto it = members_.find(from); it != members_.end()) send(it->second.info, LinkClose{m.link_epoch});
+  if (const Member* member = members_.get(from)) send(member->info, LinkClose{m.link_epoch});
 }
 
 void Membership::handle(const PeerId& from, const Bye& m, Millis now) {
-  auto it = members_.find(from);
-  if (it == members_.end()) return ignore();
-  PeerInfo info = it->second.info;
+  const Member* member = members_.get(from);
+  if (member == nullptr) return ignore();
+  PeerInfo info = member->info;
   info.incarnation = m.incarnation;  // a Bye from an earlier incarnation changes nothing
   apply({info, PeerState::left}, now, true);
 }
@@ -509,11 +500,11 @@ void Membership::run_links(Millis now) {
   }
   // Re-sampling, one link at a time: an expired link is closed only while we
   // hold more than target_degree; otherwise a replacement is asked for first.
-  auto expired = std::min_element(links_.begin(), links_.end(), [](const auto& a, const auto& b) {
-    return a.second.expires < b.second.expires;
-  });
-  const bool retiring = expired != links_.end() && expired->second.expires <= now;
+  const bool retiring = first_expiry_ <= now;
   if (retiring && links_.size() > static_cast<size_t>(cfg_.target_degree)) {
+    auto expired = std::min_element(links_.begin(), links_.end(), [](const auto& a, const auto& b) {
+      return a.second.expires < b.second.expires;
+    });
     close_link(expired->first, true);
     return;
   }
@@ -524,7 +515,7 @@ void Membership::run_links(Millis now) {
   std::vector<const Member*> candidates;
   const size_t need = want - links_.size() - pending_links_.size();
   for (size_t tries = 0; tries < 4 * need + 8 && candidates.size() < need && !alive_.empty(); ++tries) {
-    const Member* m = alive_[rng_.below(alive_.size())];
+    const Member* m = &members_.at(alive_[rng_.below(alive_.size())]);
     if (!links_.count(m->info.id) && !pending_links_.count(m->info.id) &&
         std::find(candidates.begin(), candidates.end(), m) == candidates.end())
       candidates.push_back(m);
@@ -539,6 +530,7 @@ void Membership::run_links(Millis now) {
 void Membership::open_link(const PeerInfo& peer, uint64_t epoch, uint32_t their_degree, bool ours,
                            Millis now) {
   links_[peer.id] = Link{peer, epoch, their_degree, ours, now, now + jittered(cfg_.link_lifetime)};
+  update_first_expiry();
   ++counters_.links_opened;
   actions_.push_back(LinkUp{peer, epoch, their_degree});
 }
@@ -550,6 +542,12 @@ void Membership::close_link(const PeerId& id, bool notify) {
   actions_.push_back(LinkDown{id, l->second.epoch});
   ++counters_.links_closed;
   links_.erase(l);
+  update_first_expiry();
+}
+
+void Membership::update_first_expiry() {
+  first_expiry_ = std::numeric_limits<Millis>::max();
+  for (const auto& [id, l] : links_) first_expiry_ = std::min(first_expiry_, l.expires);
 }
 
 // -- helpers -----------------------------------------------------------------------
@@ -560,15 +558,17 @@ void Membership::send(const PeerInfo& to, Message m) {
 }
 
 const Membership::Member* Membership::live(const PeerId& id) const {
-  auto it = members_.find(id);
-  return (it == members_.end() || gone(it->second.state)) ? nullptr : &it->second;
+  const Member* m = members_.get(id);
+  return (m == nullptr || gone(m->state)) ? nullptr : m;
 }
 
 // Up to k distinct live members (alive ones only), chosen uniformly.
 std::vector<PeerInfo> Membership::sample(size_t k, const PeerId* exclude) {
   const size_t n = alive_.size();
   std::vector<PeerInfo> out;
-  auto excluded = [&](const Member* m) { return exclude != nullptr && m->info.id == *exclude; };
+  auto excluded = [&](uint32_t slot) {
+    return exclude != nullptr && same_id(members_.key_at(slot), *exclude);
+  };
   if (k * 4 < n) {
     // Few of many: draw indices until k distinct ones (expected O(k) draws, no scan of the table).
     std::vector<size_t> picked;
@@ -576,17 +576,17 @@ std::vector<PeerInfo> Membership::sample(size_t k, const PeerId* exclude) {
       const size_t i = rng_.below(n);
       if (excluded(alive_[i]) || std::find(picked.begin(), picked.end(), i) != picked.end()) continue;
       picked.push_back(i);
-      out.push_back(alive_[i]->info);
+      out.push_back(members_.at(alive_[i]).info);
     }
     return out;
   }
-  std::vector<const Member*> pool;
-  for (const Member* m : alive_)
-    if (!excluded(m)) pool.push_back(m);
+  std::vector<uint32_t> pool;
+  for (uint32_t slot : alive_)
+    if (!excluded(slot)) pool.push_back(slot);
   k = std::min(k, pool.size());
   for (size_t i = 0; i < k; ++i) {
     std::swap(pool[i], pool[i + rng_.below(pool.size() - i)]);
-    out.push_back(pool[i]->info);
+    out.push_back(members_.at(pool[i]).info);
   }
   return out;
 }

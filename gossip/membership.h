@@ -11,15 +11,15 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <list>
 #include <map>
 #include <optional>
 #include <queue>
 #include <string>
-#include <unordered_map>
 #include <variant>
 #include <vector>
 
+#include "gossip/broadcast_queue.h"
+#include "gossip/id_table.h"
 #include "gossip/messages.h"
 #include "model/rng.h"
 
@@ -102,10 +102,6 @@ class Membership {
   // higher one, e.g. from the wall clock), so the swarm re-admits it. `seed`
   // drives every random choice: equal inputs give equal outputs.
   Membership(PeerInfo self, MembershipConfig cfg, uint64_t seed);
-  Membership(const Membership&) = delete;  // alive_ points into members_
-  Membership& operator=(const Membership&) = delete;
-  Membership(Membership&&) = default;  // a moved hash map keeps its nodes
-  Membership& operator=(Membership&&) = default;
 
   // Sends Hello to `addr` now and every join_retry until some Welcome arrives;
   // the addresses are kept (at most kMaxJoinAddrs) and retried whenever this
@@ -136,50 +132,13 @@ class Membership {
   static constexpr size_t kMaxJoinAddrs = 16;
 
  private:
-  // The order of std::less on ids, eight bytes at a time: the tables are searched on every message.
-  struct IdLess {
-    bool operator()(const PeerId& a, const PeerId& b) const {
-      for (size_t i = 0; i < a.size(); i += 8) {
-        uint64_t x = 0, y = 0;
-        for (size_t k = 0; k < 8; ++k) {
-          x = x << 8 | a[i + k];
-          y = y << 8 | b[i + k];
-        }
-        if (x != y) return x < y;
-      }
-      return false;
-    }
-  };
-  struct IdEq {  // four word compares, inline (std::equal_to<std::array> calls memcmp)
-    bool operator()(const PeerId& a, const PeerId& b) const {
-      uint64_t diff = 0;
-      for (size_t i = 0; i < a.size(); i += 8) {
-        uint64_t x, y;
-        std::memcpy(&x, a.data() + i, 8);
-        std::memcpy(&y, b.data() + i, 8);
-        diff |= x ^ y;
-      }
-      return diff == 0;
-    }
-  };
-  struct IdHash {  // ids are public keys: their bytes are already uniform
-    size_t operator()(const PeerId& id) const {
-      uint64_t h = 0;
-      for (size_t k = 0; k < 8; ++k) h = h << 8 | id[k];
-      return static_cast<size_t>(mix64(h ^ 0x6d656d6265727321ULL));
-    }
-  };
   struct Member {
     PeerInfo info;
     PeerState state = PeerState::left;  // set_state() moves it
     Millis since = 0;                   // when it entered `state`: suspicion deadline, tombstone age
     size_t listed_at = 0;               // index in alive_ or dead_, per its state
   };
-  struct Broadcast {
-    MemberUpdate update;
-    int sent = 0;
-    std::list<Broadcast*>::iterator queued;  // in by_sent_[sent]
-  };
+  using MemberTable = IdTable<Member>;
   struct Probe {
     PeerId target{};
     uint64_t seq = 0;
@@ -224,6 +183,7 @@ class Membership {
   // queues it for piggybacking. Facts about self are refuted.
   void apply(const MemberUpdate& u, Millis now, bool spread);
   void merge_sample(const std::vector<PeerInfo>& sample, Millis now);
+  void apply_all(const std::vector<MemberUpdate>& updates, Millis now);  // piggybacked: spread too
   void refute(uint64_t incarnation);
   std::vector<MemberUpdate> piggyback(const PeerId& to);
   void tell_if_gone(const PeerId& id);  // a peer we hold dead contacted us: tell it so it refutes
@@ -236,6 +196,7 @@ class Membership {
 
   void open_link(const PeerInfo& peer, uint64_t epoch, uint32_t their_degree, bool ours, Millis now);
   void close_link(const PeerId& id, bool notify);
+  void update_first_expiry();  // after any change to links_
   uint32_t degree_with(size_t extra) const { return static_cast<uint32_t>(links_.size() + extra); }
 
   void send(const PeerInfo& to, Message m);
@@ -245,26 +206,25 @@ class Membership {
   // Every state change goes through here: it keeps the counts and the alive_/dead_ lists that let
   // the timers and sampling run in time independent of the swarm's size (the simulator runs 10,000
   // peers). forget() is the one way out of members_.
-  void set_state(Member& m, PeerState state, Millis now);
+  void set_state(uint32_t slot, PeerState state, Millis now);
   void forget(const PeerId& id);
-  std::vector<Member*>* list_of(PeerState s);
-  void queue_broadcast(Broadcast& b);
+  std::vector<uint32_t>* list_of(PeerState s);
+  // Overlaps the cache misses of the n lookups apply() is about to make, of ids id_of(0 .. n-1).
+  template <class IdOf>
+  void prefetch_members(size_t n, IdOf id_of) const;
   Millis expiry(const Member& m) const;  // when run_suspicions acts on m (suspect, dead, left)
   Millis jittered(Millis mean);
 
   PeerInfo self_;
   MembershipConfig cfg_;
   SplitMix64 rng_;
-  std::unordered_map<PeerId, Member, IdHash, IdEq> members_;  // nodes stay put: alive_ points at them
-  std::vector<Member*> alive_, dead_;  // members in those states, in no order (map nodes do not move)
-  size_t live_count_ = 0;              // alive or suspect
+  MemberTable members_;
+  std::vector<uint32_t> alive_, dead_;  // slots of members in those states, in no order
+  size_t live_count_ = 0;               // alive or suspect
   // (when, id): a suspicion or tombstone that ends then, unless the member changed state since.
   std::priority_queue<std::pair<Millis, PeerId>, std::vector<std::pair<Millis, PeerId>>, std::greater<>>
       expiries_;
-  std::unordered_map<PeerId, Broadcast, IdHash, IdEq> broadcasts_;
-  // broadcasts_ by times sent, each bucket oldest first (pointers: the map's nodes stay put, and a
-  // piggyback need not look each one up again)
-  std::vector<std::list<Broadcast*>> by_sent_;
+  BroadcastQueue broadcasts_;
   std::vector<std::string> join_addrs_;
   bool joined_ = false;
   bool leaving_ = false;
@@ -275,6 +235,7 @@ class Membership {
   std::optional<Probe> probe_;
   std::vector<Relay> relays_;
   std::map<PeerId, Link, IdLess> links_;
+  Millis first_expiry_ = std::numeric_limits<Millis>::max();  // of links_: run_links scans them only then
   std::map<PeerId, PendingLink, IdLess> pending_links_;
   std::vector<Action> actions_;
   MembershipCounters counters_;

@@ -8,10 +8,10 @@
 #include <queue>
 #include <span>
 #include <stdexcept>
-#include <unordered_map>
 #include <variant>
 
 #include "compress/codec.h"
+#include "gossip/id_table.h"
 #include "gossip/outer_optimizer.h"
 #include "model/rng.h"
 #include "netem/runner.h"
@@ -105,7 +105,7 @@ struct Peer {
   std::unique_ptr<g::Consensus> consensus;
   std::unique_ptr<g::OuterOptimizer> outer;
   std::vector<float> theta, start;
-  std::map<g::PeerId, Link> links;
+  std::map<g::PeerId, Link, g::IdLess> links;
   uint64_t round = 0;
   bool fresh = true;  // has not trained yet: may adopt a running swarm's state
   double wait_start = 0, wait_s = 0, link_distance = 0;
@@ -135,7 +135,6 @@ class Sim {
       peers_[i].compute = s.peers[i].compute;
     }
     round_s_ = c.inner_steps * c.step_s;
-    pairs_.reserve(peers_.size() * 16);  // probes and links reach a few dozen others per peer
   }
 
   SimResult run() {
@@ -196,6 +195,7 @@ class Sim {
           drain_actions(i);
         }
         push(now_ + tick_ms_ / 1e3, Kind::tick, 0, 0);
+        forget_idle_pairs();
         break;
       case Kind::round_done:
         if (peers_[e.peer].gen == e.tag && peers_[e.peer].phase == Phase::computing) end_local_steps(e.peer);
@@ -264,6 +264,15 @@ class Sim {
     }
     flight_[slot] = InFlight{static_cast<uint32_t>(from), std::move(body)};
     push(release, Kind::deliver, to, slot);
+  }
+
+  // A pair whose times are all past acts as a fresh one in send(): forget it.
+  void forget_idle_pairs() {
+    idle_pairs_.clear();
+    for (const auto& s : pairs_.slots())
+      if (s.used && std::max({s.value.bulk_free, s.value.last_bulk, s.value.last_control}) <= now_)
+        idle_pairs_.push_back(s.key);
+    for (uint64_t k : idle_pairs_) pairs_.erase(k);
   }
 
   void deliver(size_t to, uint64_t slot) {
@@ -384,7 +393,8 @@ class Sim {
       p.phase = Phase::done;
       double out = now_;
       for (const auto& kv : p.links)
-        out = std::max(out, pairs_[uint64_t(i) << 32 | sim_index(kv.first)].last_bulk);
+        if (const PairQueue* q = pairs_.get(uint64_t(i) << 32 | sim_index(kv.first)))
+          out = std::max(out, q->last_bulk);
       push(std::min(out, now_ + kLeaveDrainS), Kind::leave, i, p.gen);
       return;
     }
@@ -557,7 +567,10 @@ class Sim {
   Millis tick_ms_ = 100;
   std::vector<std::vector<LinkProfile>> shape_;  // [from site][to site]
   std::vector<std::vector<bool>> blocked_;
-  std::unordered_map<uint64_t, PairQueue> pairs_;
+  // By from << 32 | to; only pairs with a message in flight: the others' entries could change nothing
+  // (see forget_idle_pairs), and this way the table stays in cache.
+  g::FlatTable<uint64_t, PairQueue, g::U64Hasher> pairs_;
+  std::vector<uint64_t> idle_pairs_;
   std::vector<InFlight> flight_;
   std::vector<size_t> free_slots_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;
