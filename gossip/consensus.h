@@ -23,9 +23,9 @@
 // Threading: one thread at a time (the training thread); no I/O, no clock.
 #pragma once
 
+#include <boost/container/flat_map.hpp>
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -132,7 +132,7 @@ class Consensus {
   // it mixes once the peer's snapshot has arrived.
   void link_up(const PeerId& peer, uint64_t epoch);
   void link_down(const PeerId& peer);  // drops θ̂_j
-  bool has_link(const PeerId& peer) const { return links_.contains(peer); }
+  bool has_link(const PeerId& peer) const { return links_.count(peer) != 0; }
   bool link_synced(const PeerId& peer) const;
   // θ̂_j, if the link has a valid copy (tests, diagnostics).
   std::optional<std::span<const float>> link_copy(const PeerId& peer) const;
@@ -178,9 +178,10 @@ class Consensus {
   std::vector<float> self_;  // θ̂_i
   // 1 + the round of the newest delta in θ̂_i; 0 while θ̂_i is unchanged since reset_self.
   uint64_t snapshot_round_ = 0;
-  std::vector<uint8_t> digest_;           // of θ̂_i while snapshot_round_ is 0, computed on first use
-  std::vector<float> scratch_;            // θ − θ̂_i, then D(q)
-  std::map<PeerId, Link, IdLess> links_;  // ordered: mixing sums in a fixed order
+  std::vector<uint8_t> digest_;  // of θ̂_i while snapshot_round_ is 0, computed on first use
+  std::vector<float> scratch_;   // θ − θ̂_i, then D(q)
+  // Ordered: mixing sums in a fixed order. Flat: a handful of links, searched on every delta.
+  boost::container::flat_map<PeerId, Link, IdLess> links_;
   ConsensusCounters counters_;
 };
 

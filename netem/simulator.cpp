@@ -1,8 +1,8 @@
 #include "netem/simulator.h"
 
 #include <algorithm>
+#include <boost/container/flat_map.hpp>
 #include <cmath>
-#include <map>
 #include <memory>
 #include <optional>
 #include <queue>
@@ -105,7 +105,7 @@ struct Peer {
   std::unique_ptr<g::Consensus> consensus;
   std::unique_ptr<g::OuterOptimizer> outer;
   std::vector<float> theta, start;
-  std::map<g::PeerId, Link, g::IdLess> links;
+  boost::container::flat_map<g::PeerId, Link, g::IdLess> links;  // a handful, searched per delta
   uint64_t round = 0;
   bool fresh = true;  // has not trained yet: may adopt a running swarm's state
   double wait_start = 0, wait_s = 0, link_distance = 0;
@@ -381,10 +381,14 @@ class Sim {
     Peer& p = peers_[i];
     p.wait_s += now_ - p.wait_start;
     p.consensus->mix(p.theta);
-    std::erase_if(p.links, [&](const auto& kv) {
-      if (kv.second.closing) p.consensus->link_down(kv.first);
-      return kv.second.closing;
-    });
+    for (auto it = p.links.begin(); it != p.links.end();) {
+      if (!it->second.closing) {
+        ++it;
+        continue;
+      }
+      p.consensus->link_down(it->first);
+      it = p.links.erase(it);
+    }
     p.link_distance = p.consensus->consensus_distance(p.theta);
     if (c_.record_rounds)
       result_.rounds.push_back({uint32_t(i), p.round, now_, p.round_loss, p.link_distance});
