@@ -29,6 +29,7 @@ class BroadcastQueue {
   // about itself); each counts as sent once more and leaves the queue at its `limit`-th send.
   void take(const PeerId& to, size_t room, int limit, std::vector<MemberUpdate>& out);
   size_t size() const { return updates_.size(); }
+  size_t references() const { return refs_; }  // queued references, stale ones included
 
  private:
   struct Update {

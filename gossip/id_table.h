@@ -93,11 +93,8 @@ class FlatTable {
 
   // The slot of key, or npos.
   uint32_t find(const Key& key) const {
-    if (entries_.empty()) return npos;
-    const uint64_t h = Hasher{}(key, seed_);
-    for (size_t i = h & mask(); entries_[i].slot != npos; i = (i + 1) & mask())
-      if (entries_[i].hash == h && Hasher{}.equal(slots_[entries_[i].slot].key, key)) return entries_[i].slot;
-    return npos;
+    const size_t i = locate(key);
+    return i == kNone ? npos : entries_[i].slot;
   }
   T* get(const Key& key) {
     const uint32_t s = find(key);
@@ -129,12 +126,8 @@ class FlatTable {
   T& operator[](const Key& key) { return slots_[insert(key).first].value; }
 
   void erase(const Key& key) {
-    if (entries_.empty()) return;
-    const uint64_t h = Hasher{}(key, seed_);
-    size_t i = h & mask();
-    for (; entries_[i].slot != npos; i = (i + 1) & mask())
-      if (entries_[i].hash == h && Hasher{}.equal(slots_[entries_[i].slot].key, key)) break;
-    if (entries_[i].slot == npos) return;
+    size_t i = locate(key);
+    if (i == kNone) return;
     const uint32_t s = entries_[i].slot;
     slots_[s] = Slot{};
     free_.push_back(s);
@@ -182,7 +175,17 @@ class FlatTable {
     uint32_t slot = npos;  // npos: empty
   };
 
+  static constexpr size_t kNone = SIZE_MAX;
+
   size_t mask() const { return entries_.size() - 1; }
+  // The index of key's entry, or kNone.
+  size_t locate(const Key& key) const {
+    if (entries_.empty()) return kNone;
+    const uint64_t h = Hasher{}(key, seed_);
+    for (size_t i = h & mask(); entries_[i].slot != npos; i = (i + 1) & mask())
+      if (entries_[i].hash == h && Hasher{}.equal(slots_[entries_[i].slot].key, key)) return i;
+    return kNone;
+  }
   void place(uint64_t h, uint32_t slot) {
     size_t i = h & mask();
     while (entries_[i].slot != npos) i = (i + 1) & mask();

@@ -109,7 +109,10 @@ TEST(BroadcastQueue, TheReceiversOwnUpdateWaitsForAnotherReceiver) {
 
 TEST(BroadcastQueue, ManyReplacementsKeepMemoryBounded) {
   BroadcastQueue bq(1);
-  for (uint64_t k = 0; k < 100000; ++k) bq.push(upd(static_cast<uint32_t>(k % 10), k));
+  for (uint64_t k = 0; k < 100000; ++k) {
+    bq.push(upd(static_cast<uint32_t>(k % 10), k));
+    ASSERT_LE(bq.references(), 2 * bq.size() + 64) << k;  // stale references are compacted away
+  }
   EXPECT_EQ(bq.size(), 10u);
   std::vector<MemberUpdate> out;
   bq.take(pid(99), 100, 1, out);
