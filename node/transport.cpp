@@ -222,7 +222,9 @@ std::vector<Incoming> Transport::poll(std::chrono::milliseconds timeout) {
       if (!o->control_queue.empty()) items.push_back({o->control.handle(), 0, ZMQ_POLLOUT, 0});
       if (!o->bulk_queue.empty()) items.push_back({o->bulk.handle(), 0, ZMQ_POLLOUT, 0});
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    // Rounded up: zmq::poll counts whole milliseconds, and the sub-millisecond rest of every
+    // timeout, rounded down to 0, made this loop spin until the deadline.
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     zmq::poll(items, std::max(left, std::chrono::milliseconds(0)));
     if (items[1].revents & ZMQ_POLLIN) zap_->handle_pending();
     if (items[2].revents & ZMQ_POLLIN) read_monitor();

@@ -5,6 +5,7 @@
 // malformed and spoofed frames dropped and counted.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -126,6 +127,26 @@ TEST(Transport, ControlMessagesBothWays) {
   EXPECT_EQ(got[1].msg, g::Message(g::Ping{5, {}}));
   EXPECT_EQ(p.b.counters().peers.at(p.ka.id).messages_in, 1u);
   EXPECT_GT(p.a.counters().total.bytes_in, 0u);
+}
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// An idle poll sleeps in the kernel. It used to round its remaining time down to whole
+// milliseconds, so every poll spun through its last millisecond: poll(1ms) was a busy loop.
+TEST(Transport, IdlePollSleepsInsteadOfSpinning) {
+  Pair p;
+  p.a.send(info(p.b), g::Ping{1, {}});
+  ASSERT_EQ(pump_until({&p.a, &p.b}, p.b, [](auto& v) { return !v.empty(); }).size(), 1u);
+  const auto t0 = std::chrono::steady_clock::now();
+  const double cpu0 = thread_cpu_seconds();
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(p.a.poll(2ms).empty());
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(wall, 0.2);
+  EXPECT_LT(thread_cpu_seconds() - cpu0, wall / 4) << "an idle poll burns CPU";
 }
 
 TEST(Transport, FiftyMegabytePayloadWithAProbeOvertakingIt) {
