@@ -1,8 +1,7 @@
 // Keys on disk, the allow-list, and the CurveZMQ transport over real sockets on
-// 127.0.0.1: control messages, a 50 MB chunked payload overtaken by a probe (and
-// the probe handed over before the rest of the payload is read),
-// strangers refused (with the ZAP handler, and fail-closed without one), oversize,
-// malformed and spoofed frames dropped and counted.
+// 127.0.0.1: control messages, an idle poll that sleeps rather than spins, a 50 MB chunked payload overtaken
+// by a probe (and the probe handed over before the rest of the payload is read), strangers refused (with the
+// ZAP handler, and fail-closed without one), oversize, malformed and spoofed frames dropped and counted.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <time.h>
