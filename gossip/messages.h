@@ -1,6 +1,6 @@
 // The messages peers exchange, as plain values. This header is the contract
 // between the sans-IO state machines (gossip/: membership, the training
-// algorithm), the wire codec (node/protocol.h: msgpack, hostile decoding) and
+// algorithm), the wire codec (gossip/wire.h: msgpack, hostile decoding) and
 // the transport (node/transport.h). Nothing here does I/O or serialisation.
 //
 // A message's sender is not a field: the transport authenticates it (its CURVE
@@ -23,7 +23,7 @@ inline constexpr size_t kStateDigestBytes = 32;
 // A peer's identity: its CurveZMQ public key (32 bytes).
 using PeerId = std::array<uint8_t, 32>;
 
-// Bounds every decoder enforces (node/protocol.cpp) and every sender respects.
+// Bounds every decoder enforces (gossip/wire.cpp) and every sender respects.
 inline constexpr size_t kMaxAddrLen = 256;          // "tcp://host:port"
 inline constexpr size_t kMaxPeersPerMessage = 64;   // samples, updates
 inline constexpr size_t kMaxChunkBytes = 1u << 20;  // payload and state chunks
@@ -147,7 +147,7 @@ using Message = std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRe
                              LinkClose, Payload, StateRequest, StateChunk, Bye>;
 
 // The training layer's message, carried as the reassembled bytes of Payloads on
-// a link (node/protocol.h encodes it). `codec_payload` is a compress/ payload:
+// a link (gossip/wire.h encodes it). `codec_payload` is a compress/ payload:
 // q = C(θ − θ̂) for a delta, or the sender's whole θ̂ for a snapshot (resync).
 // A snapshot with an empty payload names the sender's θ̂ by its digest instead
 // (Consensus::make_snapshot: at a run's start every peer holds the same θ̂).

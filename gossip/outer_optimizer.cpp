@@ -22,7 +22,8 @@ void outer_nesterov_step(std::span<const float> start, std::span<float> theta, s
     const float delta = start[i] - theta[i];
     const float m = mu * momentum[i] + delta;
     momentum[i] = m;
-    theta[i] = start[i] - lr * (mu * m + delta);
+    // start − lr·(μm + Δ), written from θ' so that lr = 1, μ = 0 (plain local SGD) keeps θ' exactly.
+    theta[i] += (1.0f - lr) * delta - lr * mu * m;
   });
 }
 

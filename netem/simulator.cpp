@@ -1,7 +1,6 @@
 #include "netem/simulator.h"
 
 #include <algorithm>
-#include <boost/container/flat_map.hpp>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -12,7 +11,8 @@
 
 #include "compress/codec.h"
 #include "gossip/id_table.h"
-#include "gossip/outer_optimizer.h"
+#include "gossip/round_driver.h"
+#include "gossip/wire.h"
 #include "model/rng.h"
 #include "netem/runner.h"
 
@@ -30,15 +30,12 @@ void validate(const SimConfig& c) {
   if (!(c.outer_momentum >= 0 && c.outer_momentum < 1)) fail("outer-momentum must be in [0, 1)");
   if (!(c.wait_max_s >= 0 && c.wait_max_s <= 3600)) fail("wait-max-s must be within 0..3600");
   if (!(c.duration_s >= 0) || !(c.sample_s >= 0)) fail("duration and sample-s must be >= 0");
-  if (!c.message_bytes || !c.delta_bytes) fail("the wire size functions are missing");
   g::validate(c.membership);
 }
 
 namespace {
 
 using Millis = g::Millis;
-
-constexpr double kLeaveDrainS = 5;  // node/net_loop.cpp's bound on draining payloads before leaving
 
 g::PeerId sim_id(size_t i) {
   g::PeerId id{};
@@ -62,11 +59,11 @@ std::optional<size_t> index_of_addr(const std::string& addr, size_t peers) {
   return std::nullopt;
 }
 
-// A training message on a link: a delta or snapshot (shared by all receivers), or a resync request.
+// A training message on a link (a delta is one message shared by all its receivers).
 struct TrainMsg {
   uint64_t epoch = 0, seq = 0;
-  std::shared_ptr<const g::Delta> delta;  // null: a ResyncRequest
-  size_t bytes = 0;                       // on the wire, encoded once by the sender
+  std::shared_ptr<const g::TrainMessage> msg;
+  size_t bytes = 0;  // on the wire (gossip/wire.h), sized once by the sender
 };
 
 enum class Kind : uint8_t { tick, round_done, wait_deadline, leave, deliver, sample, scenario_event };
@@ -85,13 +82,6 @@ struct InFlight {
   std::variant<g::Message, TrainMsg> body;
 };
 
-struct Link {
-  uint64_t epoch = 0, send_seq = 0;
-  int64_t last_round = -1;  // latest round whose delta (or snapshot) arrived
-  bool resync_pending = false;
-  bool closing = false;  // went down after sending this round's delta: mixes once more (as in peer_train)
-};
-
 enum class Phase : uint8_t { off, computing, waiting, done };
 
 struct Peer {
@@ -102,12 +92,7 @@ struct Peer {
   uint64_t gen = 0;  // bumps on every kill and start: stale timers are ignored
   uint64_t incarnation = 0;
   std::unique_ptr<g::Membership> member;
-  std::unique_ptr<g::Consensus> consensus;
-  std::unique_ptr<g::OuterOptimizer> outer;
-  std::vector<float> theta, start;
-  boost::container::flat_map<g::PeerId, Link, g::IdLess> links;  // a handful, searched per delta
-  uint64_t round = 0;
-  bool fresh = true;  // has not trained yet: may adopt a running swarm's state
+  std::unique_ptr<g::RoundDriver> driver;  // its θ is the peer's model; kept across a kill for a restart
   double wait_start = 0, wait_s = 0, link_distance = 0;
   double round_loss = 0;  // after the current round's local steps (record_rounds)
   uint64_t bytes_sent = 0, bytes_received = 0;
@@ -135,6 +120,7 @@ class Sim {
       peers_[i].compute = s.peers[i].compute;
     }
     round_s_ = c.inner_steps * c.step_s;
+    round_cfg_ = {c.consensus, c.outer_lr, c.outer_momentum, g::Millis(std::llround(c.wait_max_s * 1e3))};
   }
 
   SimResult run() {
@@ -161,8 +147,9 @@ class Sim {
     take_sample();
     for (size_t i = 0; i < peers_.size(); ++i) {
       const Peer& p = peers_[i];
-      result_.peers.push_back({s_.peers[i].name, p.round, obj_->peer_loss(i, p.started ? p.theta : initial_),
-                               p.bytes_sent, p.bytes_received, p.wait_s, p.crashed});
+      result_.peers.push_back({s_.peers[i].name, p.driver ? p.driver->round() : 0,
+                               obj_->peer_loss(i, p.driver ? p.driver->theta() : initial_), p.bytes_sent,
+                               p.bytes_received, p.wait_s, p.crashed});
     }
     result_.virtual_s = now_;
     return std::move(result_);
@@ -201,7 +188,10 @@ class Sim {
         if (peers_[e.peer].gen == e.tag && peers_[e.peer].phase == Phase::computing) end_local_steps(e.peer);
         break;
       case Kind::wait_deadline:
-        if (peers_[e.peer].gen == e.tag && peers_[e.peer].phase == Phase::waiting) mix(e.peer);
+        if (peers_[e.peer].gen == e.tag && peers_[e.peer].phase == Phase::waiting) {
+          peers_[e.peer].driver->tick(now_ms());
+          drain_round(e.peer);
+        }
         break;
       case Kind::leave:
         if (peers_[e.peer].gen == e.tag && peers_[e.peer].phase == Phase::done) {
@@ -292,19 +282,25 @@ class Sim {
     }
   }
 
-  // `bytes`: the wire size of d (a null d is a ResyncRequest), computed once for all its receivers.
-  void send_train(size_t from, const g::PeerId& to, Link& l, std::shared_ptr<const g::Delta> d,
-                  size_t bytes) {
-    send(from, sim_index(to), TrainMsg{l.epoch, l.send_seq++, std::move(d), bytes}, bytes, true);
-  }
-  size_t wire_bytes(const g::Delta* d) const { return d ? c_.delta_bytes(*d) : c_.delta_bytes(g::Delta{}); }
-  // A new link's snapshot (by digest at round 0), or the full one a resync asks for.
-  void send_snapshot(size_t i, const g::PeerId& to, Link& l, bool full = false) {
+  // The round driver's actions: its messages go out (a delta sized once for all its links), an adoption
+  // restarts the round's compute, a mix ends the round.
+  void drain_round(size_t i) {
     Peer& p = peers_[i];
-    auto snap = std::make_shared<const g::Delta>(full ? p.consensus->make_full_snapshot(p.round)
-                                                      : p.consensus->make_snapshot(p.round));
-    const size_t bytes = wire_bytes(snap.get());
-    send_train(i, to, l, std::move(snap), bytes);
+    std::shared_ptr<const g::TrainMessage> last;
+    size_t bytes = 0;
+    for (g::RoundAction& a : p.driver->take_actions()) {
+      if (auto* s = std::get_if<g::SendTrain>(&a)) {
+        if (s->msg != last) {
+          bytes = g::wire::encoded_size(*s->msg);
+          last = s->msg;
+        }
+        send(i, sim_index(s->to), TrainMsg{s->epoch, s->seq, s->msg, bytes}, bytes, true);
+      } else if (std::holds_alternative<g::Adopted>(a)) {
+        if (p.phase == Phase::computing) schedule_round(i);  // restart the round from the adopted state
+      } else if (auto* m = std::get_if<g::Mixed>(&a)) {
+        end_round(i, m->round);
+      }
+    }
   }
 
   // -- membership ------------------------------------------------------------------------------------------
@@ -314,28 +310,19 @@ class Sim {
       if (auto* s = std::get_if<g::SendTo>(&a)) {
         const size_t to = sim_index(s->to.id);
         if (to >= peers_.size()) continue;
-        const size_t bytes = c_.message_bytes(s->msg);
+        const size_t bytes = g::wire::encoded_size(s->msg);
         send(i, to, std::move(s->msg), bytes, false);
       } else if (auto* sa = std::get_if<g::SendToAddr>(&a)) {
         const std::optional<size_t> to = index_of_addr(sa->addr, peers_.size());
         if (!to) continue;
-        const size_t bytes = c_.message_bytes(sa->msg);
+        const size_t bytes = g::wire::encoded_size(sa->msg);
         send(i, *to, std::move(sa->msg), bytes, false);
       } else if (auto* up = std::get_if<g::LinkUp>(&a)) {
-        p.consensus->link_up(up->peer.id, up->epoch);
-        Link& l = p.links[up->peer.id];
-        l = Link{up->epoch, 0, -1, false};
-        send_snapshot(i, up->peer.id, l);
+        p.driver->link_up(up->peer.id, up->epoch);
+        drain_round(i);
       } else if (auto* down = std::get_if<g::LinkDown>(&a)) {
-        auto it = p.links.find(down->peer);
-        if (it == p.links.end() || it->second.epoch != down->epoch) continue;
-        if (it->second.last_round >= int64_t(p.round)) {
-          it->second.closing = true;
-          continue;
-        }
-        p.consensus->link_down(down->peer);
-        p.links.erase(it);
-        if (p.phase == Phase::waiting && all_in(p)) mix(i);
+        p.driver->link_down(down->peer, down->epoch, now_ms());
+        drain_round(i);
       } else if (auto* ev = std::get_if<g::MemberEvent>(&a)) {
         if (ev->state == g::PeerState::suspect) ++result_.suspicions;
         if (ev->state == g::PeerState::dead) {
@@ -348,58 +335,37 @@ class Sim {
     }
   }
 
-  // -- training (the round of node/peer_train.cpp's gossip, in virtual time) -------------------------------
+  // -- training: the round driver, with compute in virtual time -----------------------------------------
   void schedule_round(size_t i) {
     Peer& p = peers_[i];
     ++p.gen;  // cancels the timers of the round before
-    p.start = p.theta;
     p.phase = Phase::computing;
     push(now_ + round_s_ / p.compute, Kind::round_done, i, p.gen);
   }
   void end_local_steps(size_t i) {
     Peer& p = peers_[i];
-    p.fresh = false;
-    obj_->local_steps(i, p.theta, p.round);
-    if (c_.record_rounds) p.round_loss = obj_->peer_loss(i, p.theta);
-    p.outer->step(p.start, p.theta, float(c_.outer_lr), float(c_.outer_momentum));
-    auto d = std::make_shared<const g::Delta>(p.consensus->make_delta(p.theta, p.round));
-    const size_t bytes = wire_bytes(d.get());
-    for (auto& [id, l] : p.links)
-      if (!l.closing) send_train(i, id, l, d, bytes);
+    const auto start = p.driver->theta();
+    scratch_.assign(start.begin(), start.end());
+    obj_->local_steps(i, scratch_, p.driver->round());
+    if (c_.record_rounds) p.round_loss = obj_->peer_loss(i, scratch_);
     p.phase = Phase::waiting;
     p.wait_start = now_;
-    if (all_in(p))
-      mix(i);
-    else
-      push(now_ + c_.wait_max_s, Kind::wait_deadline, i, p.gen);
+    p.driver->local_steps_done(scratch_, now_ms());
+    drain_round(i);
+    if (p.phase == Phase::waiting) push(double(*p.driver->deadline()) / 1e3, Kind::wait_deadline, i, p.gen);
   }
-  static bool all_in(const Peer& p) {
-    return std::all_of(p.links.begin(), p.links.end(),
-                       [&](const auto& kv) { return kv.second.last_round >= int64_t(p.round); });
-  }
-  void mix(size_t i) {
+  void end_round(size_t i, uint64_t round) {
     Peer& p = peers_[i];
     p.wait_s += now_ - p.wait_start;
-    p.consensus->mix(p.theta);
-    for (auto it = p.links.begin(); it != p.links.end();) {
-      if (!it->second.closing) {
-        ++it;
-        continue;
-      }
-      p.consensus->link_down(it->first);
-      it = p.links.erase(it);
-    }
-    p.link_distance = p.consensus->consensus_distance(p.theta);
-    if (c_.record_rounds)
-      result_.rounds.push_back({uint32_t(i), p.round, now_, p.round_loss, p.link_distance});
-    if (++p.round >= uint64_t(c_.rounds)) {
+    p.link_distance = p.driver->consensus().consensus_distance(p.driver->theta());
+    if (c_.record_rounds) result_.rounds.push_back({uint32_t(i), round, now_, p.round_loss, p.link_distance});
+    if (round + 1 >= uint64_t(c_.rounds)) {
       // Like NetLoop, leave once the last deltas are out: Bye and LinkClose would overtake them.
       p.phase = Phase::done;
       double out = now_;
-      for (const auto& kv : p.links)
-        if (const PairQueue* q = pairs_.get(uint64_t(i) << 32 | sim_index(kv.first)))
-          out = std::max(out, q->last_bulk);
-      push(std::min(out, now_ + kLeaveDrainS), Kind::leave, i, p.gen);
+      for (const auto& kv : pairs_.slots())
+        if (kv.used && kv.key >> 32 == i) out = std::max(out, kv.value.last_bulk);
+      push(std::min(out, now_ + g::kLeaveDrain / 1e3), Kind::leave, i, p.gen);
       return;
     }
     schedule_round(i);
@@ -408,39 +374,9 @@ class Sim {
   void on_train(size_t i, size_t from, const TrainMsg& m) {
     Peer& p = peers_[i];
     if (p.phase == Phase::done) return;
-    const g::PeerId fid = sim_id(from);
-    auto it = p.links.find(fid);
-    if (it == p.links.end() || it->second.epoch != m.epoch) return;  // a link that is gone
-    Link& l = it->second;
     p.bytes_received += m.bytes;
-    if (!m.delta) {
-      if (p.consensus->on_control(fid, m.seq)) request_snapshot(i, fid, l);
-      send_snapshot(i, fid, l, true);
-      return;
-    }
-    const g::Delta& d = *m.delta;
-    if (d.snapshot && p.fresh) {  // a late joiner takes a running swarm's state (PeerTraining::adopt)
-      p.fresh = false;
-      if (d.round > p.round + 1) adopt(i, d);
-    }
-    const g::ReceiveResult r = p.consensus->on_delta(fid, m.seq, d);
-    if (r.accepted) l.last_round = g::newest_round(d);
-    if (r.resync) request_snapshot(i, fid, l);
-    if (r.accepted && d.snapshot) l.resync_pending = false;
-    if (p.phase == Phase::waiting && all_in(p)) mix(i);
-  }
-  void request_snapshot(size_t i, const g::PeerId& to, Link& l) {
-    if (l.resync_pending) return;
-    l.resync_pending = true;
-    send_train(i, to, l, nullptr, wire_bytes(nullptr));
-  }
-  void adopt(size_t i, const g::Delta& snap) {
-    Peer& p = peers_[i];
-    compress::decode(snap.codec_payload, p.theta);
-    p.consensus->reset_self(p.theta);
-    p.round = snap.round;
-    for (auto& [id, l] : p.links) send_snapshot(i, id, l);
-    if (p.phase == Phase::computing) schedule_round(i);  // restart the round from the adopted state
+    p.driver->on_message(sim_id(from), m.epoch, m.seq, *m.msg, now_ms());
+    drain_round(i);
   }
 
   // -- the timeline ----------------------------------------------------------------------------------------
@@ -451,20 +387,20 @@ class Sim {
     p.member =
         std::make_unique<g::Membership>(g::PeerInfo{sim_id(i), sim_addr(i), p.incarnation}, c_.membership,
                                         mix64(c_.seed * 1000003 + i * 7919 + p.incarnation));
-    p.consensus = std::make_unique<g::Consensus>(obj_->dim(), c_.consensus, mix64(c_.seed + i));
-    if (!restart) {
-      p.theta = initial_;
-      p.outer = std::make_unique<g::OuterOptimizer>(obj_->dim());
+    auto driver = std::make_unique<g::RoundDriver>(obj_->dim(), round_cfg_, mix64(c_.seed + i));
+    if (restart) {
+      // Resumes its own state, as `murmur node --resume` from a checkpoint taken when it died.
+      driver->resume(p.driver->theta(), p.driver->consensus().public_copy(), p.driver->momentum(),
+                     p.driver->round());
+    } else {
+      driver->start(initial_);
     }
-    // A restart resumes its own state (as from a checkpoint taken when it died).
-    p.consensus->reset_self(p.theta);
-    p.links.clear();
+    p.driver = std::move(driver);
     p.started = true;
     p.crashed = false;
-    p.fresh = !restart;
     for (size_t j : via) p.member->join(sim_addr(j), now_ms());
     drain_actions(i);
-    if (p.round >= uint64_t(c_.rounds)) {
+    if (p.driver->round() >= uint64_t(c_.rounds)) {
       p.phase = Phase::done;
       return;
     }
@@ -477,7 +413,6 @@ class Sim {
     p.crashed = true;
     ++p.gen;
     p.member.reset();
-    p.links.clear();
   }
   std::vector<size_t> running_contacts() {
     std::vector<size_t> live;
@@ -523,15 +458,15 @@ class Sim {
       const Peer& p = peers_[i];
       if (!p.started || p.crashed) continue;
       in.push_back(&p);
-      s.mean_loss += obj_->peer_loss(i, p.theta);
+      s.mean_loss += obj_->peer_loss(i, p.driver->theta());
     }
     s.peers = in.size();
     s.train_bytes = train_bytes_;
     s.membership_bytes = membership_bytes_;
     if (!in.empty()) {
       for (const Peer* p : in) {
-        for (size_t k = 0; k < mean.size(); ++k) mean[k] += p->theta[k];
-        s.mean_round += double(p->round);
+        for (size_t k = 0; k < mean.size(); ++k) mean[k] += p->driver->theta()[k];
+        s.mean_round += double(p->driver->round());
         s.link_distance += p->link_distance;
       }
       const double n = double(in.size());
@@ -545,7 +480,7 @@ class Sim {
       for (const Peer* p : in) {
         double d2 = 0;
         for (size_t k = 0; k < mean.size(); ++k) {
-          const double e = double(p->theta[k]) - xbar[k];
+          const double e = double(p->driver->theta()[k]) - xbar[k];
           d2 += e * e;
         }
         s.consensus += norm > 0 ? std::sqrt(d2) / norm : 0.0;
@@ -567,6 +502,8 @@ class Sim {
   std::vector<Peer> peers_;
   std::unique_ptr<SimObjective> obj_;
   std::vector<float> initial_;  // every peer's θ at its first start
+  g::RoundConfig round_cfg_;
+  std::vector<float> scratch_;  // a peer's θ during its local steps
   double round_s_ = 1;
   Millis tick_ms_ = 100;
   std::vector<std::vector<LinkProfile>> shape_;  // [from site][to site]

@@ -37,9 +37,6 @@ struct SimConfig {
   gossip::ConsensusConfig consensus;
   gossip::MembershipConfig membership;
   uint64_t seed = 1;
-  // Wire sizes of the messages (node/protocol.h encodes them; the simulator itself does no encoding).
-  std::function<size_t(const gossip::Message&)> message_bytes;
-  std::function<size_t(const gossip::Delta&)> delta_bytes;
 };
 
 // The swarm at one virtual time, losses in the objective's terms (SimObjective::loss_name: relative

@@ -14,7 +14,6 @@
 #include "netem/report.h"
 #include "netem/simulator.h"
 #include "node/commands.h"
-#include "node/protocol.h"
 #include "node/sim_model.h"
 
 namespace murmur::cli {
@@ -92,8 +91,6 @@ netem::SimConfig sim_config(const netem::Scenario& s, const SimArgs& a, const st
       throw std::invalid_argument(std::string("--duration: ") + e.what());
     }
   }
-  c.message_bytes = [](const gossip::Message& m) { return node::encode(m).size(); };
-  c.delta_bytes = [](const gossip::Delta& d) { return node::encode_train(d).size(); };
   try {
     netem::validate(c);
   } catch (const std::invalid_argument& e) {

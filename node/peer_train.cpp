@@ -10,16 +10,16 @@
 
 #include "gossip/algorithm_state.h"
 #include "gossip/codec_policy.h"
-#include "gossip/consensus.h"
 #include "gossip/outer_optimizer.h"
 #include "gossip/peer_id.h"
 #include "gossip/ring_allreduce.h"
+#include "gossip/round_driver.h"
+#include "gossip/wire.h"
 #include "model/checkpoint.h"
 #include "model/init.h"
 #include "model/trainer.h"
 #include "node/interrupt.h"
 #include "node/peer_model.h"
-#include "node/protocol.h"
 
 namespace murmur {
 
@@ -27,6 +27,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using gossip::PeerId;
+namespace wire = gossip::wire;
 
 namespace {
 // How long a ring all-reduce waits without any segment while every member is still alive (a slow
@@ -41,6 +42,10 @@ struct RingBroken : std::runtime_error {
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+// The round driver's clock.
+gossip::Millis now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+}
 
 class PeerTraining {
  public:
@@ -58,8 +63,8 @@ class PeerTraining {
         n_(model_->layout().total()),
         theta_(n_),
         start_(n_),
-        consensus_(n_, consensus_config(), a.seed ^ (uint64_t{a.peer_index} << 32)),
         outer_(n_) {
+    if (a.algo == "gossip") driver_.emplace(n_, round_config(), a.seed ^ (uint64_t{a.peer_index} << 32));
     if (a.round_budget_s > 0) ladder_ = gossip::parse_codec_ladder(a.codec_ladder, n_);
   }
 
@@ -71,13 +76,17 @@ class PeerTraining {
     if (a_.algo == "allreduce") o.reduce_grads = [this](ModelBackend& m) { average_grads(m); };
     return o;
   }
-  gossip::ConsensusConfig consensus_config() const {
-    gossip::ConsensusConfig c;
-    c.gamma = a_.gamma;
-    c.codec = a_.codec;
-    c.clip_radius = a_.clip_radius;
+  gossip::RoundConfig round_config() const {
+    gossip::RoundConfig c;
+    c.consensus.gamma = a_.gamma;
+    c.consensus.codec = a_.codec;
+    c.consensus.clip_radius = a_.clip_radius;
+    c.outer_lr = a_.outer_lr;
+    c.outer_momentum = a_.outer_momentum;
+    c.wait_max = static_cast<gossip::Millis>(std::llround(a_.wait_max_s * 1e3));
     return c;
   }
+  uint64_t round() const { return driver_ ? driver_->round() : round_; }
 
   void initialise();
   void restore_algorithm_state(const CheckpointData& ck);
@@ -85,10 +94,9 @@ class PeerTraining {
   void drain_events(Clock::time_point deadline);
   void on_event(TrainEvent& e);
   void on_link(const LinkEvent& e);
-  struct Link;
-  void request_snapshot(Link& l);
   void on_payload(InPayload& p);
-  void adopt(const PeerId& from, const gossip::Delta& snapshot);
+  // Carries out the round driver's actions: sends, adoption, the mix, rejections.
+  void drain_round_actions();
   // A joiner's first wait: for a neighbour's snapshot, to adopt a running swarm's state.
   void wait_for_state();
   void gossip_round();
@@ -105,15 +113,6 @@ class PeerTraining {
   void save(const std::string& why);
   double val_loss();
 
-  struct Link {
-    gossip::PeerInfo peer;
-    uint64_t epoch = 0;
-    uint64_t send_seq = 0;
-    int64_t last_round = -1;  // newest round of theirs applied to θ̂_j
-    bool resync_pending = false;
-    bool closing = false;  // went down after sending this round's delta: mixes once more, then goes
-  };
-
   const PeerArgs& a_;
   PeerId self_;
   PeerMailbox& mailbox_;
@@ -125,12 +124,12 @@ class PeerTraining {
   Trainer trainer_;
   size_t n_;
   std::vector<float> theta_, start_;
-  gossip::Consensus consensus_;
-  gossip::OuterOptimizer outer_;
-  std::map<PeerId, Link> links_;
-  std::vector<compress::CodecSpec> ladder_;  // --round-budget-s: codecs fine to coarse
-  uint64_t round_ = 0;
-  bool fresh_ = true;  // has not trained or adopted state yet: may adopt a neighbour's snapshot
+  std::optional<gossip::RoundDriver> driver_;      // gossip: the round protocol
+  gossip::OuterOptimizer outer_;                   // diloco's global outer step
+  std::map<PeerId, gossip::PeerInfo> neighbours_;  // gossip: where each link's peer is
+  std::vector<compress::CodecSpec> ladder_;        // --round-budget-s: codecs fine to coarse
+  uint64_t round_ = 0;                             // the baselines' round (gossip: the driver's)
+  bool adopted_ = false;  // a neighbour's state replaced ours during local steps: restart the round
 
   // ring all-reduce (allreduce, diloco)
   std::vector<gossip::PeerInfo> ring_;  // every peer, ordered by id; fixed at start
@@ -142,7 +141,7 @@ class PeerTraining {
   // metrics
   double wait_s_ = 0, window_loss_ = 0, log_loss_ = 0;
   int64_t window_steps_ = 0, log_steps_ = 0;
-  uint64_t rejected_ = 0, resyncs_served_ = 0;
+  uint64_t rejected_ = 0;
   Clock::time_point t0_ = Clock::now();
   double step_seconds_ = 0;
   double last_loss_ = NAN;
@@ -158,7 +157,6 @@ void PeerTraining::initialise() {
     model_->write_moments(ck.m, ck.v);
     trainer_.restore(ck.state);
     round_ = ck.state.value("round", uint64_t{0});
-    fresh_ = false;
     restore_algorithm_state(ck);
     std::printf("resumed from %s at round %llu, step %lld\n", resolve_checkpoint(a_.resume).c_str(),
                 static_cast<unsigned long long>(round_), static_cast<long long>(trainer_.steps_done()));
@@ -167,7 +165,7 @@ void PeerTraining::initialise() {
   // The same seed on every peer: all replicas start from one point.
   init_gpt2_params(theta_, model_->layout(), cfg_, a_.seed);
   model_->write_params(theta_);
-  consensus_.reset_self(theta_);
+  if (driver_) driver_->start(theta_);
 }
 
 // The outer momentum and the public copy θ̂_i (θ_i − θ̂_i is what error
@@ -175,13 +173,14 @@ void PeerTraining::initialise() {
 // every link starts again from a snapshot.
 void PeerTraining::restore_algorithm_state(const CheckpointData& ck) {
   const auto it = ck.extras.find(kAlgorithmStateFile);
-  if (it == ck.extras.end()) {
-    consensus_.reset_self(theta_);
-    return;
+  const gossip::AlgorithmState st =
+      it == ck.extras.end() ? gossip::AlgorithmState{} : gossip::decode_algorithm_state(it->second, n_);
+  if (driver_) {
+    driver_->resume(theta_, st.public_copy.empty() ? std::span<const float>(theta_) : st.public_copy,
+                    st.momentum, round_);
+  } else if (!st.momentum.empty()) {
+    outer_.restore(st.momentum);
   }
-  const gossip::AlgorithmState st = gossip::decode_algorithm_state(it->second, n_);
-  if (!st.momentum.empty()) outer_.restore(st.momentum);
-  consensus_.reset_self(st.public_copy.empty() ? std::span<const float>(theta_) : st.public_copy);
 }
 
 void PeerTraining::throttle(int64_t tokens) {
@@ -203,7 +202,7 @@ void PeerTraining::log_steps(const StepStats& s) {
 }
 
 void PeerTraining::inner_steps(int64_t count) {
-  for (int64_t i = 0; i < count && trainer_.steps_done() < a_.steps && !interrupted(); ++i) {
+  for (int64_t i = 0; i < count && trainer_.steps_done() < a_.steps && !interrupted() && !adopted_; ++i) {
     const StepStats s = trainer_.step();
     step_seconds_ = s.seconds;
     throttle(s.tokens);
@@ -214,114 +213,80 @@ void PeerTraining::inner_steps(int64_t count) {
     ++window_steps_;
     log_steps(s);
     last_loss_ = s.loss;
-    fresh_ = false;
     // Keep the network side's queues moving between steps (link events, snapshots).
     drain_events(Clock::now());
   }
 }
 
 void PeerTraining::on_link(const LinkEvent& e) {
-  if (a_.algo != "gossip") return;  // only gossip trains over neighbour links
-  if (!e.up) {
-    auto it = links_.find(e.peer.id);
-    if (it == links_.end() || it->second.epoch != e.epoch) return;
-    // A neighbour that leaves right after its round (its last one, typically) has already mixed
-    // with our public copy: keep its copy for our mix of that round, or the pair's exchange would
-    // be one-sided and the swarm's average would move.
-    if (it->second.last_round >= static_cast<int64_t>(round_)) {
-      it->second.closing = true;
-      return;
-    }
-    consensus_.link_down(e.peer.id);
-    links_.erase(it);
-    return;
+  if (!driver_) return;  // only gossip trains over neighbour links
+  if (e.up) {
+    neighbours_[e.peer.id] = e.peer;
+    driver_->link_up(e.peer.id, e.epoch);
+  } else {
+    driver_->link_down(e.peer.id, e.epoch, now_ms());
   }
-  consensus_.link_up(e.peer.id, e.epoch);
-  Link& l = links_[e.peer.id];
-  l = Link{e.peer, e.epoch, 0, -1, false};
-  // Every link starts with a snapshot of our public copy θ̂_i; deltas follow in order.
-  const gossip::Delta snap = consensus_.make_snapshot(round_);
-  mailbox_.push_send(OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(snap)});
+  drain_round_actions();
 }
 
 void PeerTraining::on_payload(InPayload& p) {
-  node::Decoded<gossip::TrainMessage> decoded = node::decode_train(p.bytes);
+  wire::Decoded<gossip::TrainMessage> decoded = wire::decode_train(p.bytes);
   if (!decoded) {
     ++rejected_;
     log_.write({{"event", "rejected"}, {"peer", gossip::short_name(p.from)}, {"reason", decoded.error}});
     return;
   }
   gossip::TrainMessage& msg = *decoded.value;
-  if (auto* seg = std::get_if<gossip::RingSegment>(&msg)) {
-    if (p.epoch == gossip::kRingEpoch) ring_backlog_.push_back(std::move(*seg));
+  if (p.epoch == gossip::kRingEpoch) {
+    if (auto* seg = std::get_if<gossip::RingSegment>(&msg)) ring_backlog_.push_back(std::move(*seg));
     return;
   }
-  auto it = links_.find(p.from);
-  if (it == links_.end() || it->second.epoch != p.epoch) return;  // a link that is gone: stale traffic
-  Link& l = it->second;
-  if (std::holds_alternative<gossip::ResyncRequest>(msg)) {
-    if (consensus_.on_control(p.from, p.seq)) request_snapshot(l);
-    mailbox_.push_send(
-        OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(consensus_.make_full_snapshot(round_))});
-    ++resyncs_served_;
-    return;
-  }
-  auto& d = std::get<gossip::Delta>(msg);
-  // A fresh peer joining a running swarm takes its first neighbour's state
-  // instead of starting from scratch (late join); a swarm as young as itself
-  // has nothing to give.
-  if (d.snapshot && fresh_) {
-    fresh_ = false;
-    if (d.round > round_ + 1) adopt(p.from, d);
-  }
-  const gossip::ReceiveResult r = consensus_.on_delta(p.from, p.seq, d);
-  if (r.accepted) {
-    l.last_round = gossip::newest_round(d);
-  } else if (r.status != gossip::ReceiveStatus::duplicate) {
-    ++rejected_;
-    log_.write({{"event", "rejected"}, {"peer", gossip::short_name(p.from)}, {"reason", r.reason}});
-  }
-  if (r.resync) request_snapshot(l);
-  if (r.accepted && d.snapshot) l.resync_pending = false;
+  if (!driver_) return;
+  driver_->on_message(p.from, p.epoch, p.seq, msg, now_ms());
+  drain_round_actions();
 }
 
-// Our mirror of θ̂_j is invalid: ask for a snapshot once (deltas are dropped until it arrives; a lost
-// request heals when membership re-samples the link).
-void PeerTraining::request_snapshot(Link& l) {
-  if (l.resync_pending) return;
-  l.resync_pending = true;
-  mailbox_.push_send(
-      OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(gossip::ResyncRequest{round_})});
-}
-
-void PeerTraining::adopt(const PeerId& from, const gossip::Delta& snapshot) {
-  std::vector<float> snap(n_, 0.0f);
-  compress::decode(snapshot.codec_payload, snap);  // validated: sizes, NaN/Inf
-  theta_ = snap;
-  model_->write_params(theta_);
-  consensus_.reset_self(theta_);
-  round_ = snapshot.round;
-  // The LR schedule continues where the swarm is; the data stream is this peer's own.
-  json st = trainer_.state();
-  st["step"] = std::min<int64_t>(static_cast<int64_t>(snapshot.round) * a_.inner_steps, a_.steps - 1);
-  trainer_.restore(st);
-  // Neighbours mirror our public copy, which just changed: send each a new snapshot.
-  for (auto& [id, l] : links_)
-    mailbox_.push_send(
-        OutPayload{l.peer, l.epoch, l.send_seq++, node::encode_train(consensus_.make_full_snapshot(round_))});
-  log_.write({{"event", "adopted"}, {"peer", gossip::short_name(from)}, {"round", round_}});
-  std::printf("joined a running swarm: took round %llu's state from %s\n",
-              static_cast<unsigned long long>(round_), gossip::short_name(from).c_str());
+void PeerTraining::drain_round_actions() {
+  std::shared_ptr<const gossip::TrainMessage> last;  // a delta goes to every link: encode it once
+  std::vector<uint8_t> bytes;
+  for (gossip::RoundAction& a : driver_->take_actions()) {
+    if (auto* s = std::get_if<gossip::SendTrain>(&a)) {
+      const auto to = neighbours_.find(s->to);
+      if (to == neighbours_.end()) continue;
+      if (s->msg != last) {
+        bytes = wire::encode_train(*s->msg);
+        last = s->msg;
+      }
+      mailbox_.push_send(OutPayload{to->second, s->epoch, s->seq, bytes});
+    } else if (auto* ad = std::get_if<gossip::Adopted>(&a)) {
+      model_->write_params(driver_->theta());
+      // The LR schedule continues where the swarm is; the data stream is this peer's own.
+      json st = trainer_.state();
+      st["step"] = std::min<int64_t>(static_cast<int64_t>(ad->round) * a_.inner_steps, a_.steps - 1);
+      trainer_.restore(st);
+      adopted_ = true;
+      log_.write({{"event", "adopted"}, {"peer", gossip::short_name(ad->from)}, {"round", ad->round}});
+      std::printf("joined a running swarm: took round %llu's state from %s\n",
+                  static_cast<unsigned long long>(ad->round), gossip::short_name(ad->from).c_str());
+    } else if (auto* m = std::get_if<gossip::Mixed>(&a)) {
+      model_->write_params(driver_->theta());
+      if (!m->late.empty()) log_.write({{"event", "late"}, {"round", m->round}, {"links", m->late.size()}});
+    } else if (auto* r = std::get_if<gossip::Rejected>(&a)) {
+      ++rejected_;
+      log_.write({{"event", "rejected"}, {"peer", gossip::short_name(r->from)}, {"reason", r->reason}});
+    }
+  }
 }
 
 void PeerTraining::wait_for_state() {
   std::printf("waiting for a neighbour's state...\n");
   std::fflush(stdout);
   const auto deadline = Clock::now() + std::chrono::seconds(30);
-  while (fresh_ && Clock::now() < deadline && !interrupted())
+  while (driver_->fresh() && Clock::now() < deadline && !interrupted())
     drain_events(Clock::now() + std::chrono::milliseconds(50));
-  if (fresh_) std::printf("no neighbour's state within 30 s: starting from the initialisation\n");
-  fresh_ = false;
+  // A running swarm's snapshot may still come during the first round: it restarts the round.
+  if (driver_->fresh()) std::printf("no neighbour's state within 30 s: starting from the initialisation\n");
+  adopted_ = false;
 }
 
 void PeerTraining::on_event(TrainEvent& e) {
@@ -338,42 +303,28 @@ void PeerTraining::drain_events(Clock::time_point deadline) {
 
 void PeerTraining::gossip_round() {
   model_->read_params(theta_);
-  outer_.step(start_, theta_, static_cast<float>(a_.outer_lr), static_cast<float>(a_.outer_momentum));
   drain_events(Clock::now());
+  if (adopted_) return;  // the round restarts from the adopted state
   if (!ladder_.empty()) {
     const NetView v = mailbox_.view();
-    const gossip::CodecChoice c =
-        gossip::choose_codec(ladder_, n_, consensus_.degree(), v.uplink_bytes_per_s, a_.round_budget_s);
-    consensus_.set_codec(ladder_[c.index]);
+    const gossip::CodecChoice c = gossip::choose_codec(ladder_, n_, driver_->consensus().degree(),
+                                                       v.uplink_bytes_per_s, a_.round_budget_s);
+    driver_->consensus().set_codec(ladder_[c.index]);
   }
-  const gossip::Delta d = consensus_.make_delta(theta_, round_);
-  const std::vector<uint8_t> bytes = node::encode_train(d);
-  for (auto& [id, l] : links_)
-    if (!l.closing) mailbox_.push_send(OutPayload{l.peer, l.epoch, l.send_seq++, bytes});
-  // Mix with what the neighbours sent for this round, waiting for late ones up
-  // to a deadline: nobody waits long for a slow peer (CHOCO tolerates stale θ̂_j).
+  // Mix with what the neighbours sent for this round, waiting for late ones up to the driver's
+  // deadline: nobody waits long for a slow peer (CHOCO tolerates stale θ̂_j).
   const auto wait_start = Clock::now();
-  const auto deadline =
-      wait_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a_.wait_max_s));
-  auto all_in = [&] {
-    return std::all_of(links_.begin(), links_.end(),
-                       [&](const auto& kv) { return kv.second.last_round >= static_cast<int64_t>(round_); });
-  };
-  while (!all_in() && Clock::now() < deadline && !interrupted()) {
-    if (auto e = mailbox_.pop_event(std::min(deadline, Clock::now() + std::chrono::milliseconds(50))))
-      on_event(*e);
+  driver_->local_steps_done(theta_, now_ms());
+  drain_round_actions();
+  while (driver_->phase() == gossip::RoundDriver::Phase::waiting && !interrupted()) {
+    const gossip::Millis left = std::clamp<gossip::Millis>(*driver_->deadline() - now_ms(), 0, 50);
+    if (auto e = mailbox_.pop_event(Clock::now() + std::chrono::milliseconds(left))) on_event(*e);
+    driver_->tick(now_ms());
+    drain_round_actions();
   }
+  driver_->mix_now();  // interrupted: mix with what has arrived
+  drain_round_actions();
   wait_s_ += seconds_since(wait_start);
-  consensus_.mix(theta_);
-  model_->write_params(theta_);
-  for (auto it = links_.begin(); it != links_.end();) {
-    if (!it->second.closing) {
-      ++it;
-      continue;
-    }
-    consensus_.link_down(it->first);
-    it = links_.erase(it);
-  }
 }
 
 void PeerTraining::wait_for_ring() {
@@ -403,7 +354,7 @@ void PeerTraining::ring_sum(std::span<float> buf) {
     for (auto& s : sends)
       mailbox_.push_send(
           OutPayload{ring_[static_cast<size_t>(s.to_rank)], gossip::kRingEpoch, ring_seq_++,
-                     node::encode_train(gossip::RingSegment{op, s.step, std::move(s.payload)})});
+                     wire::encode_train(gossip::RingSegment{op, s.step, std::move(s.payload)})});
   };
   send(ring.start());
   const auto wait_start = Clock::now();
@@ -479,28 +430,28 @@ void PeerTraining::save(const std::string& why) {
   model_->read_params(theta_);
   model_->read_moments(m, v);
   json state = trainer_.state();
-  state["round"] = round_;
+  state["round"] = round();
   state["algo"] = a_.algo;
   state["tokenizer"] = train_.tokenizer();
   const fs::path dir = checkpoint_path(a_.out, trainer_.steps_done());
-  gossip::AlgorithmState algo{round_, {}, {}};
-  const auto momentum = outer_.momentum();
+  gossip::AlgorithmState algo{round(), {}, {}};
+  const auto momentum = driver_ ? driver_->momentum() : outer_.momentum();
   algo.momentum.assign(momentum.begin(), momentum.end());
-  if (a_.algo == "gossip") {
-    const auto copy = consensus_.public_copy();
+  if (driver_) {
+    const auto copy = driver_->consensus().public_copy();
     algo.public_copy.assign(copy.begin(), copy.end());
   }
   save_checkpoint(dir, cfg_, model_->layout(), theta_, m, v, state,
                   {{kAlgorithmStateFile, gossip::encode_algorithm_state(algo)}});
   publish_checkpoint(a_.out, dir, 3);
-  log_.write({{"event", "checkpoint"}, {"round", round_}, {"path", dir.string()}, {"reason", why}});
+  log_.write({{"event", "checkpoint"}, {"round", round()}, {"path", dir.string()}, {"reason", why}});
 }
 
 json PeerTraining::run() {
   initialise();
   const bool ring = a_.algo == "allreduce" || a_.algo == "diloco";
   if (ring) wait_for_ring();
-  if (a_.algo == "gossip" && fresh_ && !a_.join.empty()) wait_for_state();
+  if (driver_ && driver_->fresh() && !a_.join.empty()) wait_for_state();
   std::printf("peer %s: %s, %s (%.2fM params), H=%lld, %lld steps, batch %d x %d\n",
               gossip::short_name(self_).c_str(), a_.algo.c_str(), cfg_.describe().c_str(),
               cfg_.num_params() / 1e6, static_cast<long long>(a_.inner_steps),
@@ -519,13 +470,18 @@ json PeerTraining::run() {
     }
     const auto round_start = Clock::now();
     const double wait_before = wait_s_;
-    model_->read_params(start_);
+    const uint64_t r = round();
+    if (a_.algo == "diloco") model_->read_params(start_);
     const int64_t steps_before = trainer_.steps_done();
     try {
       inner_steps(a_.inner_steps);
       if (trainer_.steps_done() == steps_before) continue;  // interrupted before a step
-      if (a_.algo == "gossip") gossip_round();
+      if (driver_) gossip_round();
       if (a_.algo == "diloco") diloco_round();
+      if (adopted_) {  // a running swarm's state replaced ours: the round starts again from it
+        adopted_ = false;
+        continue;
+      }
     } catch (const RingBroken& e) {
       // A synchronous baseline cannot go on without its ring; what it learned so far is kept.
       status = std::string("stopped: ") + e.what();
@@ -537,7 +493,7 @@ json PeerTraining::run() {
     const NetView v = mailbox_.view();
     model_->read_params(theta_);
     json e = {{"event", "round"},
-              {"round", round_},
+              {"round", r},
               {"step", trainer_.steps_done()},
               {"loss", window_loss_ / std::max<int64_t>(1, window_steps_)},
               {"tokens", trainer_.tokens_done()},
@@ -546,13 +502,13 @@ json PeerTraining::run() {
               {"wait_s", wait_s_ - wait_before},
               {"bytes_sent", v.bytes_sent},
               {"bytes_received", v.bytes_received},
-              {"neighbours", links_.size()},
+              {"neighbours", driver_ ? driver_->links() : 0},
               {"rejected", rejected_},
-              {"consensus_distance", a_.algo == "gossip" ? consensus_.consensus_distance(theta_) : 0.0}};
+              {"consensus_distance", driver_ ? driver_->consensus().consensus_distance(theta_) : 0.0}};
     window_loss_ = 0;
     window_steps_ = 0;
     const bool last = trainer_.steps_done() >= a_.steps;
-    if (last || (a_.eval_every > 0 && (round_ + 1) % static_cast<uint64_t>(a_.eval_every) == 0)) {
+    if (last || (a_.eval_every > 0 && (r + 1) % static_cast<uint64_t>(a_.eval_every) == 0)) {
       final_val = val_loss();
       e["val_loss"] = final_val;
     }
@@ -560,12 +516,13 @@ json PeerTraining::run() {
     std::printf(
         "round %4llu | step %6lld | loss %.4f | val %s | %.0f tok/s | wait %.2fs | sent %.2f MB | links "
         "%zu\n",
-        static_cast<unsigned long long>(round_), static_cast<long long>(trainer_.steps_done()),
+        static_cast<unsigned long long>(r), static_cast<long long>(trainer_.steps_done()),
         e["loss"].get<double>(), e.contains("val_loss") ? std::to_string(final_val).c_str() : "-",
-        e["tokens_per_s"].get<double>(), e["wait_s"].get<double>(), v.bytes_sent / 1e6, links_.size());
+        e["tokens_per_s"].get<double>(), e["wait_s"].get<double>(), v.bytes_sent / 1e6,
+        e["neighbours"].get<size_t>());
     std::fflush(stdout);
-    ++round_;
-    if (a_.ckpt_every > 0 && round_ % static_cast<uint64_t>(a_.ckpt_every) == 0 && !last) save("periodic");
+    if (!driver_) ++round_;  // the driver counts its own rounds
+    if (a_.ckpt_every > 0 && round() % static_cast<uint64_t>(a_.ckpt_every) == 0 && !last) save("periodic");
   }
   if (std::isnan(final_val)) final_val = val_loss();
   save(status);
@@ -573,7 +530,7 @@ json PeerTraining::run() {
   return {{"status", status},
           {"algo", a_.algo},
           {"codec", a_.algo == "gossip" ? a_.codec : ""},
-          {"rounds", round_},
+          {"rounds", round()},
           {"steps", trainer_.steps_done()},
           {"tokens", trainer_.tokens_done()},
           {"final_train_loss", last_loss_},
@@ -583,7 +540,7 @@ json PeerTraining::run() {
           {"wait_s", wait_s_},
           {"wall_s", seconds_since(t0_)},
           {"rejected", rejected_},
-          {"resyncs_served", resyncs_served_}};
+          {"resyncs_served", driver_ ? driver_->counters().resyncs_served : 0}};
 }
 
 }  // namespace

@@ -6,11 +6,12 @@
 #include <stdexcept>
 
 #include "gossip/peer_id.h"
-#include "node/protocol.h"
+#include "gossip/wire.h"
 
 namespace murmur::node {
 
 namespace g = murmur::gossip;
+namespace wire = murmur::gossip::wire;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -142,7 +143,7 @@ bool Transport::try_send(zmq::socket_t& s, const g::PeerId& to, zmq::message_t& 
 
 void Transport::send(const g::PeerInfo& to, const g::Message& m) {
   Outbound& o = outbound(to);
-  const std::vector<uint8_t> bytes = encode(m);
+  const std::vector<uint8_t> bytes = wire::encode(m);
   zmq::message_t frame(bytes.data(), bytes.size());
   if (o.control_queue.empty() && try_send(o.control, to.id, frame)) {
     ++counters_.total.messages_out, ++counters_.peers[to.id].messages_out;
@@ -196,7 +197,7 @@ void Transport::pump(const g::PeerId& to, Outbound& o) {
     const size_t begin = size_t(p.next_chunk) * config_.chunk_bytes;
     const size_t n = std::min(p.bytes.size() - begin, config_.chunk_bytes);
     const std::vector<uint8_t> header =
-        payload_chunk_header(p.link_epoch, p.seq, p.next_chunk, p.chunk_count, n);
+        wire::payload_chunk_header(p.link_epoch, p.seq, p.next_chunk, p.chunk_count, n);
     zmq::message_t frame(header.size() + n);
     auto* dst = static_cast<uint8_t*>(frame.data());
     std::memcpy(dst, header.data(), header.size());
@@ -275,12 +276,13 @@ void Transport::receive_all(std::vector<Incoming>& out) {
       reject(&*from, "multipart", "multipart message");
       continue;
     }
-    Decoded<Frame> r = decode_frame({static_cast<const uint8_t*>(frame.data()), frame.size()});
+    wire::Decoded<wire::Frame> r =
+        wire::decode_frame({static_cast<const uint8_t*>(frame.data()), frame.size()});
     if (!r) {
       reject(&*from, "malformed", r.error);
       continue;
     }
-    if (auto* chunk = std::get_if<PayloadChunk>(&*r.value)) {
+    if (auto* chunk = std::get_if<wire::PayloadChunk>(&*r.value)) {
       reassemble(*from, *chunk, out);  // its bytes are still in `frame`
     } else {
       accept(*from, std::move(std::get<g::Message>(*r.value)), out);
@@ -302,7 +304,7 @@ void Transport::accept(const g::PeerId& from, g::Message m, std::vector<Incoming
 
 // Chunks of one payload arrive in order on the sender's bulk connection; one
 // payload per peer is in reassembly at a time.
-void Transport::reassemble(const g::PeerId& from, const PayloadChunk& p, std::vector<Incoming>& out) {
+void Transport::reassemble(const g::PeerId& from, const wire::PayloadChunk& p, std::vector<Incoming>& out) {
   auto it = partial_.find(from);
   if (p.chunk == 0) {
     if (it != partial_.end()) {
@@ -311,7 +313,7 @@ void Transport::reassemble(const g::PeerId& from, const PayloadChunk& p, std::ve
     }
     if (p.chunk_count == 1) {
       ++counters_.total.messages_in, ++counters_.peers[from].messages_in;
-      out.push_back({from, to_payload(p)});
+      out.push_back({from, wire::to_payload(p)});
       return;
     }
     // Every chunk but the last has the first one's size: reserving the whole payload once spares the

@@ -1,4 +1,4 @@
-// The encrypted transport: CurveZMQ sockets carrying node/protocol.h frames.
+// The encrypted transport: CurveZMQ sockets carrying gossip/wire.h frames.
 //
 // One ROUTER (CURVE server, ZAP enforced, see node/zap.h) receives from every
 // peer; per destination peer we connect two DEALERs (CURVE clients), one for
@@ -27,7 +27,7 @@
 #include "gossip/messages.h"
 #include "node/keys.h"
 #include "node/large_buffers.h"
-#include "node/protocol.h"
+#include "gossip/wire.h"
 #include "node/zap.h"
 
 namespace murmur::node {
@@ -134,7 +134,7 @@ class Transport {
   void pump(const gossip::PeerId& to, Outbound& o);
   void receive_all(std::vector<Incoming>& out);
   void accept(const gossip::PeerId& from, gossip::Message m, std::vector<Incoming>& out);
-  void reassemble(const gossip::PeerId& from, const PayloadChunk& p, std::vector<Incoming>& out);
+  void reassemble(const gossip::PeerId& from, const gossip::wire::PayloadChunk& p, std::vector<Incoming>& out);
   void drop_partial(const gossip::PeerId& from);
   void reject(const gossip::PeerId* from, const std::string& reason, const std::string& detail);
   void read_monitor();

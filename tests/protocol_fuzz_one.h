@@ -7,9 +7,9 @@
 #include <cstdlib>
 #include <span>
 
-#include "node/protocol.h"
+#include "gossip/wire.h"
 
-namespace murmur::node::testing {
+namespace murmur::gossip::wire::testing {
 
 // Returns true if the frame was accepted (as a message or a training message). Aborts (a
 // finding) on any other outcome.
@@ -31,4 +31,4 @@ inline bool decode_one(std::span<const uint8_t> frame) {
   return bool(m) || bool(d);
 }
 
-}  // namespace murmur::node::testing
+}  // namespace murmur::gossip::wire::testing

@@ -18,6 +18,7 @@
 #include "gossip/outer_optimizer.h"
 #include "gossip/update_guard.h"
 #include "model/rng.h"
+#include "tests/round_network.h"
 
 namespace g = murmur::gossip;
 using g::Consensus;
@@ -27,14 +28,10 @@ using g::PeerId;
 
 namespace {
 
-using Vec = std::vector<float>;
-using Edge = std::pair<int, int>;  // first < second
-
-PeerId pid(int i) {
-  PeerId p{};
-  p[0] = static_cast<uint8_t>(i + 1);
-  return p;
-}
+using murmur::test::Edge;
+using murmur::test::pid;
+using murmur::test::RoundNet;
+using murmur::test::Vec;
 
 Vec gaussian(size_t n, uint64_t seed, double mean = 0, double sd = 1) {
   murmur::SplitMix64 rng(seed);
@@ -56,81 +53,14 @@ std::set<Edge> ring(int p) {
   return e;
 }
 
-// P peers on an in-memory network that delivers every message at once and in
-// order: each round, every peer sends its delta to all neighbours, then mixes.
-struct Swarm {
-  std::vector<Consensus> peers;
-  std::vector<Vec> theta;
-  std::set<Edge> edges;
-  std::map<Edge, uint64_t> seq;  // per directed link (from, to)
-  uint64_t epoch = 0, round = 0;
-  int resyncs = 0;
-
-  Swarm(int p, size_t n, const ConsensusConfig& cfg, uint64_t seed) {
-    for (int i = 0; i < p; ++i) {
-      peers.emplace_back(n, cfg, seed + static_cast<uint64_t>(i));
-      theta.push_back(gaussian(n, seed * 100 + static_cast<uint64_t>(i), 0.5 * i, 1.0));
-      peers.back().reset_self(theta.back());
-    }
-  }
-  int size() const { return static_cast<int>(peers.size()); }
-
-  g::ReceiveResult deliver(int from, int to, const Delta& d) {
-    return peers[to].on_delta(pid(from), seq[{from, to}]++, d);
-  }
-  void connect(int i, int j) {
-    ++epoch;
-    peers[i].link_up(pid(j), epoch);
-    peers[j].link_up(pid(i), epoch);
-    seq[{i, j}] = seq[{j, i}] = 0;
-    EXPECT_TRUE(deliver(i, j, peers[i].make_full_snapshot(round)).accepted);
-    EXPECT_TRUE(deliver(j, i, peers[j].make_full_snapshot(round)).accepted);
-    edges.insert(std::minmax(i, j));
-  }
-  void disconnect(int i, int j) {
-    peers[i].link_down(pid(j));
-    peers[j].link_down(pid(i));
-    edges.erase(std::minmax(i, j));
-  }
-  void set_graph(const std::set<Edge>& next) {
-    for (const Edge& e : std::set<Edge>(edges))
-      if (!next.contains(e)) disconnect(e.first, e.second);
-    for (const Edge& e : next)
-      if (!edges.contains(e)) connect(e.first, e.second);
-  }
-  // Delivers a delta; a receiver that asks for a resync gets a snapshot at once,
-  // as the peer process does (so a rejection costs bytes, not consistency).
-  void send(int from, int to, const Delta& d) {
-    const g::ReceiveResult r = deliver(from, to, d);
-    if (r.accepted) return;
-    ASSERT_TRUE(r.resync) << r.reason;
-    ++resyncs;
-    ASSERT_TRUE(deliver(from, to, peers[from].make_full_snapshot(round)).accepted);
-  }
-  void step() {
-    std::vector<Delta> d;
-    for (int i = 0; i < size(); ++i) d.push_back(peers[i].make_delta(theta[i], round));
-    for (const auto& [a, b] : edges) {
-      send(a, b, d[a]);
-      send(b, a, d[b]);
-    }
-    for (int i = 0; i < size(); ++i) peers[i].mix(theta[i]);
-    ++round;
-  }
-  Vec average() const {
-    Vec avg(theta[0].size(), 0.0f);
-    for (const Vec& t : theta)
-      for (size_t k = 0; k < t.size(); ++k) avg[k] += t[k] / static_cast<float>(size());
-    return avg;
-  }
-  // max_i ‖θ_i − θ̄‖ / ‖θ̄‖
-  double distance() const {
-    const Vec avg = average();
-    double worst = 0;
-    for (const Vec& t : theta) worst = std::max(worst, g::l2_distance(t, avg) / g::l2_norm(avg));
-    return worst;
-  }
-};
+// P peers running the round driver on the fake network (tests/round_network.h), plain local SGD
+// outside, each starting from its own point.
+RoundNet swarm(int p, size_t n, const char* codec, double gamma, uint64_t seed) {
+  std::vector<Vec> start;
+  for (int i = 0; i < p; ++i)
+    start.push_back(gaussian(n, seed * 100 + static_cast<uint64_t>(i), 0.5 * i, 1.0));
+  return RoundNet(start, murmur::test::plain_round(codec, gamma), seed);
+}
 
 double rel_change(const Vec& a, const Vec& b) { return g::l2_distance(a, b) / g::l2_norm(b); }
 
@@ -150,31 +80,31 @@ std::set<Edge> random_graph(int p, murmur::SplitMix64& rng) {
 
 // (a) Uncompressed CHOCO with γ = 1 is plain gossip averaging x ← W x.
 TEST(Consensus, RingOfEightAveragesGeometrically) {
-  Swarm s(8, 1000, config("fp32", 1.0), 1);
+  RoundNet s = swarm(8, 1000, "fp32", 1.0, 1);
   s.set_graph(ring(8));
   const Vec avg0 = s.average();
   std::vector<double> dist{s.distance()};
   for (int r = 0; r < 100; ++r) {
-    s.step();
+    s.round();
     dist.push_back(s.distance());
   }
   // MH weights 1/3 on the ring: second eigenvalue 1/3 + 2/3·cos(π/4) ≈ 0.805, so
   // each 10 rounds shrink the distance by about 0.11.
   for (int r = 0; r + 10 <= 60; r += 10) EXPECT_LT(dist[r + 10], 0.2 * dist[r]) << "round " << r;
   EXPECT_LT(dist.back(), 1e-5);
-  EXPECT_EQ(s.resyncs, 0);
+  EXPECT_EQ(s.rejected(), 0u);
   EXPECT_LT(rel_change(s.average(), avg0), 1e-6);
-  for (int i = 0; i < 8; ++i) EXPECT_LT(rel_change(s.theta[i], avg0), 1e-5) << "peer " << i;
-  EXPECT_NEAR(s.peers[0].consensus_distance(s.theta[0]), 0.0, 1e-5);
+  for (int i = 0; i < 8; ++i) EXPECT_LT(rel_change(s.model[i], avg0), 1e-5) << "peer " << i;
+  EXPECT_NEAR(s.peers[0].consensus().consensus_distance(s.model[0]), 0.0, 1e-5);
 }
 
 TEST(Consensus, TimeVaryingRandomGraphReachesTheAverage) {
-  Swarm s(8, 1000, config("fp32", 1.0), 2);
+  RoundNet s = swarm(8, 1000, "fp32", 1.0, 2);
   murmur::SplitMix64 rng(7);
   const Vec avg0 = s.average();
   for (int r = 0; r < 80; ++r) {
     s.set_graph(random_graph(8, rng));
-    s.step();
+    s.round();
   }
   EXPECT_LT(s.distance(), 1e-5);
   EXPECT_LT(rel_change(s.average(), avg0), 1e-6);
@@ -192,14 +122,14 @@ TEST(Consensus, CompressedCodecsReachConsensus) {
   for (const Case& c :
        {Case{"int8:block=64", 1.0, 150, 1e-4}, Case{"int4:block=64", 0.8, 200, 1e-4},
         Case{"sign:block=256", 0.1, 600, 3e-3}, Case{"int4:block=64,stochastic", 0.8, 200, 1e-4}}) {
-    Swarm s(8, 2048, config(c.codec, c.gamma), 3);
+    RoundNet s = swarm(8, 2048, c.codec, c.gamma, 3);
     s.set_graph(ring(8));
     const Vec avg0 = s.average();
     const double d0 = s.distance();
-    for (int r = 0; r < c.rounds; ++r) s.step();
+    for (int r = 0; r < c.rounds; ++r) s.round();
     EXPECT_LT(s.distance(), c.bound * d0) << c.codec;
     EXPECT_LT(rel_change(s.average(), avg0), 1e-5) << c.codec;
-    EXPECT_EQ(s.resyncs, 0) << c.codec;
+    EXPECT_EQ(s.rejected(), 0u) << c.codec;
   }
 }
 
@@ -212,12 +142,8 @@ TEST(Consensus, LocalSgdOnQuadraticsFindsTheGlobalMinimiser) {
   constexpr int P = 8, H = 4, kRounds = 400;
   constexpr size_t n = 256;
   for (const char* codec : {"fp32", "int8:block=64"}) {
-    Swarm s(P, n, config(codec, 1.0), 4);
-    const Vec start = s.theta[0];
-    for (int i = 0; i < P; ++i) {
-      s.theta[i] = start;  // one initial point, as the real swarm (same seed)
-      s.peers[i].reset_self(start);
-    }
+    const Vec start = gaussian(n, 400);  // one initial point, as the real swarm (same seed)
+    RoundNet s(std::vector<Vec>(P, start), murmur::test::plain_round(codec, 1.0), 4);
     s.set_graph(ring(P));
     std::vector<Vec> c;
     for (int i = 0; i < P; ++i) c.push_back(gaussian(n, 50 + static_cast<uint64_t>(i), 3.0 * i, 2.0));
@@ -236,19 +162,19 @@ TEST(Consensus, LocalSgdOnQuadraticsFindsTheGlobalMinimiser) {
           for (size_t k = 0; k < n; ++k) th[k] -= lr * (th[k] - target[k]);
         return round_start;
       };
-      for (int i = 0; i < P; ++i) outer[i].step(local_steps(s.theta[i], c[i]), s.theta[i], 0.7f, 0.9f);
+      // The outer step by hand here, so that training can stop below (the driver's is plain).
+      s.round([&](int i, Vec& th) { outer[i].step(local_steps(th, c[i]), th, 0.7f, 0.9f); });
       central_outer.step(local_steps(central, cbar), central, 0.7f, 0.9f);
-      s.step();
       if (r == 100) drift_at_100 = s.distance();
     }
     EXPECT_LT(rel_change(s.average(), central), 1e-4) << codec;
     EXPECT_LT(rel_change(central, cbar), 1e-4) << codec;
     EXPECT_LT(s.distance(), 0.5 * drift_at_100) << codec;  // lr fell 3.7x since round 100
-    EXPECT_EQ(s.resyncs, 0) << codec;
+    EXPECT_EQ(s.rejected(), 0u) << codec;
     // Training stops: the deltas change character (no outer step to cancel the
     // last mixing), the norm guard may flag a few and those links resync.
-    for (int r = 0; r < 100; ++r) s.step();
-    for (int i = 0; i < P; ++i) EXPECT_LT(rel_change(s.theta[i], cbar), 1e-4) << codec << " peer " << i;
+    for (int r = 0; r < 100; ++r) s.round();
+    for (int i = 0; i < P; ++i) EXPECT_LT(rel_change(s.model[i], cbar), 1e-4) << codec << " peer " << i;
   }
 }
 
@@ -428,16 +354,14 @@ TEST(Consensus, ControlMessagesKeepTheSequence) {
 
 TEST(Consensus, MetropolisHastingsWeightsUseBothDegrees) {
   // A star: the centre (degree 3) and three leaves (degree 1): w = 1/(1 + 3) on every edge.
-  Swarm s(4, 4, config("fp32", 1.0), 9);
-  for (int i = 0; i < 4; ++i) {
-    s.theta[i].assign(4, static_cast<float>(i == 0 ? 4 : 0));
-    s.peers[i].reset_self(s.theta[i]);
-  }
+  std::vector<Vec> start;
+  for (int i = 0; i < 4; ++i) start.push_back(Vec(4, static_cast<float>(i == 0 ? 4 : 0)));
+  RoundNet s(start, murmur::test::plain_round("fp32", 1.0), 9);
   s.set_graph({{0, 1}, {0, 2}, {0, 3}});
-  s.step();
-  EXPECT_FLOAT_EQ(s.theta[0][0], 1.0f);  // 4 + 3·(0 − 4)/4
-  EXPECT_FLOAT_EQ(s.theta[1][0], 1.0f);  // 0 + (4 − 0)/4
-  EXPECT_FLOAT_EQ(s.theta[1][0] + s.theta[2][0] + s.theta[3][0] + s.theta[0][0], 4.0f);
+  s.round();
+  EXPECT_FLOAT_EQ(s.model[0][0], 1.0f);  // 4 + 3·(0 − 4)/4
+  EXPECT_FLOAT_EQ(s.model[1][0], 1.0f);  // 0 + (4 − 0)/4
+  EXPECT_FLOAT_EQ(s.model[1][0] + s.model[2][0] + s.model[3][0] + s.model[0][0], 4.0f);
 }
 
 // (f) The guard.
@@ -526,44 +450,44 @@ TEST(UpdateGuard, NormGuardFallsBackToAllLinksForAYoungLink) {
 TEST(UpdateGuard, CenteredClippingBoundsAByzantineNeighbour) {
   constexpr double tau = 0.5;
   for (double clip : {tau, 0.0}) {
-    ConsensusConfig cfg = config("int8:block=64", 1.0);
-    cfg.clip_radius = clip;
-    Swarm s(4, 512, cfg, 11);
-    s.set_graph(ring(4));  // peer 3 is Byzantine
+    g::RoundConfig cfg = murmur::test::plain_round("int8:block=64", 1.0);
+    cfg.consensus.clip_radius = clip;
+    std::vector<Vec> start;
+    for (int i = 0; i < 4; ++i) start.push_back(gaussian(512, 1100 + static_cast<uint64_t>(i), 0.5 * i, 1.0));
+    RoundNet s(start, cfg, 11);
+    s.set_graph(ring(4));
+    // From now on peer 3 replaces each of its deltas by a snapshot of huge values (one that counts as
+    // this round's delta, so nobody waits).
     murmur::SplitMix64 rng(5);
-    double worst = 0;
-    for (int r = 0; r < 20; ++r) {
-      std::vector<Delta> d;
-      for (int i = 0; i < 3; ++i) d.push_back(s.peers[i].make_delta(s.theta[i], s.round));
+    s.on_wire = [&](RoundNet::Msg& m) {
+      const auto* d = std::get_if<Delta>(m.msg.get());
+      if (m.from != 3 || d == nullptr || d->snapshot) return true;
       Vec evil(512);
       for (float& x : evil) x = static_cast<float>(1e6 * rng.normal());
-      const Delta attack{.round = s.round,
-                         .degree = 1,
-                         .snapshot = true,
-                         .codec_payload = murmur::compress::Encoder("fp32").encode(evil),
-                         .state_digest = {}};
-      for (const auto& [a, b] : s.edges) {
-        if (b == 3) {
-          ASSERT_TRUE(s.deliver(3, a, attack).accepted);
-        } else {
-          ASSERT_TRUE(s.deliver(a, b, d[a]).accepted);
-          ASSERT_TRUE(s.deliver(b, a, d[b]).accepted);
-        }
-      }
-      for (int i = 0; i < 3; ++i) {
-        const Vec before = s.theta[i];
-        const g::MixReport rep = s.peers[i].mix(s.theta[i]);
-        const double moved = g::l2_distance(s.theta[i], before);
+      m.msg = std::make_shared<const g::TrainMessage>(
+          Delta{.round = d->round + 1,
+                .degree = 1,
+                .snapshot = true,
+                .codec_payload = murmur::compress::Encoder("fp32").encode(evil),
+                .state_digest = {}});
+      return true;
+    };
+    double worst = 0;
+    for (int r = 0; r < 20; ++r) {
+      const std::vector<Vec> before = s.model;
+      s.mixes.clear();
+      s.round();
+      for (const auto& [i, m] : s.mixes) {
+        if (i == 3) continue;
         if (i != 1) {  // the Byzantine peer's neighbours
-          EXPECT_EQ(rep.clipped > 0, clip > 0);
+          EXPECT_EQ(m.report.clipped > 0, clip > 0);
         }
-        worst = std::max(worst, moved);
+        worst = std::max(worst, g::l2_distance(s.model[i], before[i]));
       }
-      ++s.round;
     }
     if (clip > 0) {
       EXPECT_LE(worst, tau * (1 + 1e-6));
-      EXPECT_GT(s.peers[0].counters().clipped, 0u);
+      EXPECT_GT(s.peers[0].consensus().counters().clipped, 0u);
     } else {
       EXPECT_GT(worst, 1e5);
     }
@@ -606,12 +530,13 @@ TEST(CodecPolicy, PicksTheFinestCodecThatFitsTheUplink) {
 }
 
 TEST(CodecPolicy, ConsensusSwitchesCodecBetweenRounds) {
-  Swarm s(4, 1024, config("fp32", 1.0), 12);
+  RoundNet s = swarm(4, 1024, "fp32", 1.0, 12);
   s.set_graph(ring(4));
   const Vec avg0 = s.average();
   for (int r = 0; r < 120; ++r) {
-    for (auto& p : s.peers) p.set_codec(murmur::compress::parse_codec_spec(r % 3 == 0 ? "bf16" : "int4"));
-    s.step();
+    for (auto& p : s.peers)
+      p.consensus().set_codec(murmur::compress::parse_codec_spec(r % 3 == 0 ? "bf16" : "int4"));
+    s.round();
   }
   EXPECT_LT(s.distance(), 1e-4);
   EXPECT_LT(rel_change(s.average(), avg0), 1e-5);

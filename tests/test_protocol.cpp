@@ -9,10 +9,10 @@
 #include <msgpack.hpp>
 #include <random>
 
-#include "node/protocol.h"
+#include "gossip/wire.h"
 #include "tests/protocol_fuzz_one.h"
 
-namespace murmur::node {
+namespace murmur::gossip::wire {
 namespace {
 
 namespace g = murmur::gossip;
@@ -68,6 +68,7 @@ struct Rand {
 
 void expect_round_trip(const g::Message& m) {
   const std::vector<uint8_t> wire = encode(m);
+  EXPECT_EQ(encoded_size(m), wire.size()) << message_name(m);  // the simulator's sizes
   const DecodeResult r = decode(wire);
   ASSERT_TRUE(r) << message_name(m) << ": " << r.error;
   EXPECT_EQ(*r.value, m) << message_name(m);
@@ -117,7 +118,9 @@ TEST(Protocol, TrainingMessagesRoundTrip) {
             ? g::TrainMessage{g::RingSegment{r.u64(), uint32_t(r.rng()), r.bytes(it == 2 ? 0 : 5000)}}
             : g::TrainMessage{
                   g::Delta{r.u64(), uint32_t(r.rng()), bool(it & 1), r.bytes(it == 0 ? 0 : 5000), {}}};
-    const auto got = decode_train(encode_train(m));
+    const std::vector<uint8_t> wire = encode_train(m);
+    EXPECT_EQ(encoded_size(m), wire.size());
+    const auto got = decode_train(wire);
     ASSERT_TRUE(got) << got.error;
     EXPECT_EQ(*got.value, m);
   }
@@ -282,4 +285,4 @@ TEST(Protocol, FuzzStyleRun) {
 }
 
 }  // namespace
-}  // namespace murmur::node
+}  // namespace murmur::gossip::wire

@@ -25,8 +25,6 @@ SimConfig config(const char* codec = "fp32", double heterogeneity = 1.0, double 
   c.inner_steps = 5;
   c.step_s = 0.2;
   c.consensus.codec = codec;
-  c.message_bytes = [](const g::Message&) { return size_t{120}; };
-  c.delta_bytes = [](const g::Delta& d) { return d.codec_payload.size() + 24; };
   return c;
 }
 
@@ -153,9 +151,6 @@ TEST(Simulator, LateJoinerAdoptsTheSwarmsState) {
 TEST(Simulator, RejectsBadConfigs) {
   SimConfig c = config();
   c.objective.lr = 2.5;
-  EXPECT_THROW(run(lan(2), c), std::invalid_argument);
-  c = config();
-  c.delta_bytes = nullptr;
   EXPECT_THROW(run(lan(2), c), std::invalid_argument);
   c = config();
   c.consensus.codec = "int9";

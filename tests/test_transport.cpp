@@ -14,9 +14,9 @@
 #include <zmq.hpp>
 
 #include "gossip/peer_id.h"
+#include "gossip/wire.h"
 #include "node/keys.h"
 #include "node/large_buffers.h"
-#include "node/protocol.h"
 #include "node/transport.h"
 #include "tests/test_util.h"
 
@@ -24,6 +24,7 @@ namespace murmur::node {
 namespace {
 
 namespace g = murmur::gossip;
+using gossip::wire::encode;
 using namespace std::chrono_literals;
 
 TEST(Keys, WriteLoadAndRefuseToOverwrite) {

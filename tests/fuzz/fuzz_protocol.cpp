@@ -9,6 +9,6 @@
 #include "tests/protocol_fuzz_one.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  murmur::node::testing::decode_one(std::span<const uint8_t>(data, size));
+  murmur::gossip::wire::testing::decode_one(std::span<const uint8_t>(data, size));
   return 0;
 }

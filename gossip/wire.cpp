@@ -1,4 +1,4 @@
-#include "node/protocol.h"
+#include "gossip/wire.h"
 
 #include <array>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <variant>
 
-namespace murmur::node {
+namespace murmur::gossip::wire {
 
 namespace g = murmur::gossip;
 
@@ -32,15 +32,19 @@ constexpr uint32_t kMaxDepth = 3;
 
 // ------------------------------------------------------------------ encoding
 
-struct VecBuffer {
-  std::vector<uint8_t>& out;
-  void write(const char* p, size_t n) {  // resize + memcpy: GCC 12 misreads insert() at -O3
-    const size_t at = out.size();
-    out.resize(at + n);
-    if (n != 0) std::memcpy(out.data() + at, p, n);
+// Appends to `out`; without one it only counts (encoded_size: the simulator's message sizes).
+struct Sink {
+  std::vector<uint8_t>* out = nullptr;
+  size_t size = 0;
+  void write(const char* p, size_t n) {
+    size += n;
+    if (out == nullptr || n == 0) return;
+    const size_t at = out->size();  // resize + memcpy: GCC 12 misreads insert() at -O3
+    out->resize(at + n);
+    std::memcpy(out->data() + at, p, n);
   }
 };
-using Packer = msgpack::packer<VecBuffer>;
+using Packer = msgpack::packer<Sink>;
 
 void put_bin(Packer& p, std::span<const uint8_t> b) {
   p.pack_bin(uint32_t(b.size()));
@@ -325,25 +329,58 @@ void check_length(uint32_t got, uint32_t want, const char* name) {
   }
 }
 
-}  // namespace
-
-std::vector<uint8_t> encode(const g::Message& m) {
-  std::vector<uint8_t> out;
-  VecBuffer buf{out};
-  Packer p(buf);
+void pack_message(Packer& p, const g::Message& m) {
   p.pack_array(kArrayLen[m.index()]);
   p.pack_uint32(g::kProtocolVersion);
   p.pack_uint32(uint32_t(m.index()));
   std::visit([&](const auto& x) { body(p, x); }, m);
+}
+
+void pack_train(Packer& p, const g::TrainMessage& m) {
+  if (const auto* d = std::get_if<g::Delta>(&m)) {
+    p.pack_array(kDeltaArrayLen);
+    p.pack_uint32(g::kProtocolVersion);
+    p.pack_uint32(kDeltaType);
+    put_all(p, d->round, d->degree, d->snapshot, d->codec_payload, d->state_digest);
+  } else if (const auto* q = std::get_if<g::ResyncRequest>(&m)) {
+    p.pack_array(kResyncArrayLen);
+    p.pack_uint32(g::kProtocolVersion);
+    p.pack_uint32(kResyncType);
+    put_all(p, q->round);
+  } else {
+    const auto& r = std::get<g::RingSegment>(m);
+    p.pack_array(kRingSegmentArrayLen);
+    p.pack_uint32(g::kProtocolVersion);
+    p.pack_uint32(kRingSegmentType);
+    put_all(p, r.op, r.step, r.codec_payload);
+  }
+}
+
+// Packs m into `out`, or without it only counts; returns the size.
+template <class M>
+size_t pack_into(std::vector<uint8_t>* out, void (*pack)(Packer&, const M&), const M& m) {
+  Sink sink{out};
+  Packer p(sink);
+  pack(p, m);
+  return sink.size;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode(const g::Message& m) {
+  std::vector<uint8_t> out;
+  pack_into(&out, pack_message, m);
   return out;
 }
+
+size_t encoded_size(const g::Message& m) { return pack_into(nullptr, pack_message, m); }
 
 std::vector<uint8_t> payload_chunk_header(uint64_t link_epoch, uint64_t seq, uint32_t chunk,
                                           uint32_t chunk_count, size_t bytes) {
   static const size_t type = g::Message(g::Payload{}).index();
   std::vector<uint8_t> out;
-  VecBuffer buf{out};
-  Packer p(buf);
+  Sink sink{&out};
+  Packer p(sink);
   p.pack_array(kArrayLen[type]);
   p.pack_uint32(g::kProtocolVersion);
   p.pack_uint32(uint32_t(type));
@@ -387,29 +424,13 @@ DecodeResult decode(std::span<const uint8_t> frame) {
 
 std::vector<uint8_t> encode_train(const g::TrainMessage& m) {
   std::vector<uint8_t> out;
-  VecBuffer buf{out};
-  Packer p(buf);
-  if (const auto* d = std::get_if<g::Delta>(&m)) {
-    out.reserve(d->codec_payload.size() + 64);
-    p.pack_array(kDeltaArrayLen);
-    p.pack_uint32(g::kProtocolVersion);
-    p.pack_uint32(kDeltaType);
-    put_all(p, d->round, d->degree, d->snapshot, d->codec_payload, d->state_digest);
-  } else if (const auto* q = std::get_if<g::ResyncRequest>(&m)) {
-    p.pack_array(kResyncArrayLen);
-    p.pack_uint32(g::kProtocolVersion);
-    p.pack_uint32(kResyncType);
-    put_all(p, q->round);
-  } else {
-    const auto& r = std::get<g::RingSegment>(m);
-    out.reserve(r.codec_payload.size() + 64);
-    p.pack_array(kRingSegmentArrayLen);
-    p.pack_uint32(g::kProtocolVersion);
-    p.pack_uint32(kRingSegmentType);
-    put_all(p, r.op, r.step, r.codec_payload);
-  }
+  if (const auto* d = std::get_if<g::Delta>(&m)) out.reserve(d->codec_payload.size() + 64);
+  if (const auto* r = std::get_if<g::RingSegment>(&m)) out.reserve(r->codec_payload.size() + 64);
+  pack_into(&out, pack_train, m);
   return out;
 }
+
+size_t encoded_size(const g::TrainMessage& m) { return pack_into(nullptr, pack_train, m); }
 
 Decoded<g::TrainMessage> decode_train(std::span<const uint8_t> bytes) {
   static const msgpack::unpack_limit limit(kDeltaArrayLen, 0, 0, UINT32_MAX, 0, 1);
@@ -443,4 +464,4 @@ Decoded<g::TrainMessage> decode_train(std::span<const uint8_t> bytes) {
 
 const char* message_name(const g::Message& m) { return kNames[m.index()]; }
 
-}  // namespace murmur::node
+}  // namespace murmur::gossip::wire

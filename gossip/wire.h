@@ -17,7 +17,7 @@
 
 #include "gossip/messages.h"
 
-namespace murmur::node {
+namespace murmur::gossip::wire {
 
 // Message type = the index of the alternative in gossip::Message (Hello = 0 ...
 // Bye = 13); the training layer's messages, carried inside Payloads, are Delta
@@ -35,6 +35,7 @@ struct Decoded {
 using DecodeResult = Decoded<gossip::Message>;
 
 std::vector<uint8_t> encode(const gossip::Message& m);
+size_t encoded_size(const gossip::Message& m);  // encode(m).size(), without building the bytes
 DecodeResult decode(std::span<const uint8_t> frame);
 
 // A Payload frame's fields with its bytes left in the frame.
@@ -56,9 +57,10 @@ std::vector<uint8_t> payload_chunk_header(uint64_t link_epoch, uint64_t seq, uin
 
 // A training message may be as large as the reassembled payload that carries it.
 std::vector<uint8_t> encode_train(const gossip::TrainMessage& m);
+size_t encoded_size(const gossip::TrainMessage& m);  // encode_train(m).size()
 Decoded<gossip::TrainMessage> decode_train(std::span<const uint8_t> bytes);
 
 // "Hello", "Payload", ...: for logs.
 const char* message_name(const gossip::Message& m);
 
-}  // namespace murmur::node
+}  // namespace murmur::gossip::wire
