@@ -14,7 +14,7 @@
 
 #include "model/data_loader.h"
 #include "model/token_shard.h"
-#include "node/corpus.h"
+#include "node/data/corpus.h"
 
 namespace murmur {
 namespace {
@@ -298,27 +298,27 @@ TEST(Corpus, BrownTagsAreStripped) {
   const std::string tagged =
       "\n\n\tThe/at Fulton/np-tl County/nn-tl said/vbd ``/`` 1-1/2/cd //in ''/'' ./.\n\n\n"
       "\tIt/pps urged/vbd  Jr./np ./.  \r\n\t \n";
-  EXPECT_EQ(brown_plain_text(tagged), "The Fulton County said `` 1-1/2 / '' .\nIt urged Jr. .\n");
-  EXPECT_EQ(brown_plain_text(""), "");
+  EXPECT_EQ(data::brown_plain_text(tagged), "The Fulton County said `` 1-1/2 / '' .\nIt urged Jr. .\n");
+  EXPECT_EQ(data::brown_plain_text(""), "");
 }
 
 TEST(Corpus, ValidationSplitRules) {
   std::vector<size_t> val;
   for (size_t k = 0; k < 100; ++k) {
-    if (is_val_document(k, 0.05)) val.push_back(k);
+    if (data::is_val_document(k, 0.05)) val.push_back(k);
   }
   EXPECT_EQ(val, (std::vector<size_t>{0, 20, 40, 60, 80}));
-  EXPECT_FALSE(is_val_document(0, 0.0));
-  EXPECT_TRUE(is_val_document(4, 0.5));
-  EXPECT_FALSE(is_val_document(5, 0.5));
-  EXPECT_TRUE(is_val_document(3, 0.34));  // round(1/0.34) = 3
+  EXPECT_FALSE(data::is_val_document(0, 0.0));
+  EXPECT_TRUE(data::is_val_document(4, 0.5));
+  EXPECT_FALSE(data::is_val_document(5, 0.5));
+  EXPECT_TRUE(data::is_val_document(3, 0.34));  // round(1/0.34) = 3
 
   const std::string text = "line one\nline two\nline three\nfour\n";  // 34 bytes
-  EXPECT_EQ(val_cut(text, 0.5), 18u);  // 17 is inside "line two\n": the next line starts at 18
-  EXPECT_EQ(val_cut(text, 0.0), text.size());
-  EXPECT_EQ(val_cut("abc\xc3\xa9"
-                    "def",
-                    0.5),
+  EXPECT_EQ(data::val_cut(text, 0.5), 18u);  // 17 is inside "line two\n": the next line starts at 18
+  EXPECT_EQ(data::val_cut(text, 0.0), text.size());
+  EXPECT_EQ(data::val_cut("abc\xc3\xa9"
+                          "def",
+                          0.5),
             3u);  // no later line: back to a character boundary
 }
 

@@ -9,12 +9,12 @@
 #include <thread>
 
 #include "netem/runner.h"
-#include "node/peer_args.h"
-#include "node/process.h"
-#include "node/swarm_report.h"
+#include "node/launch/process.h"
+#include "node/launch/swarm_report.h"
+#include "node/peer/args.h"
 #include "test_util.h"
 
-using murmur::Process;
+using murmur::launch::Process;
 using murmur::test::run_command;
 using murmur::test::TempDir;
 using nlohmann::json;
@@ -27,7 +27,7 @@ std::string config_error(const std::string& training) {
   const netem::Scenario s = netem::parse_scenario("name = \"t\"\nduration = \"1min\"\n[training]\n" +
                                                   training + "[[site]]\nname = \"a\"\npeers = 2\n");
   try {
-    netem::training_run_config(s, murmur::peer_flag_names(), "t.toml");
+    netem::training_run_config(s, murmur::peer::peer_flag_names(), "t.toml");
   } catch (const std::invalid_argument& e) {
     return e.what();
   }
@@ -59,7 +59,7 @@ TEST(NetemRunConfig, TrainingBecomesNodeFlags) {
       "name = \"t\"\nduration = \"1min\"\n[training]\npreset = \"tiny\"\ndata = \"some/data\"\n"
       "inner-steps = 50\nouter-lr = 0.7\nalgo = \"diloco\"\nbase_tokens_per_s = 500\n"
       "[[site]]\nname = \"a\"\npeers = 2\ncompute = [1.0, 0.5]\n");
-  const netem::RunConfig rc = netem::training_run_config(s, murmur::peer_flag_names(), "t.toml");
+  const netem::RunConfig rc = netem::training_run_config(s, murmur::peer::peer_flag_names(), "t.toml");
   EXPECT_EQ(rc.algo, "diloco");
   EXPECT_DOUBLE_EQ(rc.base_tokens_per_s, 500);
   EXPECT_FALSE(rc.has_expect_peers);
@@ -91,7 +91,8 @@ TEST(NetemRunConfig, UnknownKeysAreNamed) {
 TEST(NetemRunConfig, ShippedScenariosUseNodeFlags) {
   for (const auto& f : fs::directory_iterator(fs::path(murmur::test::source_dir()) / "netem/scenarios")) {
     const netem::Scenario s = netem::load_scenario(f.path());
-    EXPECT_NO_THROW(netem::training_run_config(s, murmur::peer_flag_names(), f.path().filename().string()))
+    EXPECT_NO_THROW(
+        netem::training_run_config(s, murmur::peer::peer_flag_names(), f.path().filename().string()))
         << f.path();
   }
 }
@@ -365,7 +366,7 @@ TEST(SwarmReport, SummaryTableListsReasonsBelowTheTable) {
                           {{"name", "us-0"}, {"status", "stopped: all-reduce stopped: ring member X left"}},
                           {{"name", "us-1"}, {"status", "stopped: all-reduce stopped: ring member X left"}},
                           {{"name", "as-0"}, {"status", "failed: no summary.json"}}}}};
-  const std::string t = murmur::summary_table(summary);
+  const std::string t = murmur::launch::summary_table(summary);
   EXPECT_NE(t.find("eu-0      interrupted"), std::string::npos) << t;
   EXPECT_NE(t.find("us-0      stopped "), std::string::npos) << t;
   EXPECT_NE(t.find("us-0, us-1: stopped: all-reduce stopped: ring member X left\n"), std::string::npos) << t;

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "node/process.h"
+#include "node/launch/process.h"
 #include "test_util.h"
 
 using murmur::test::murmur_cmd;
@@ -42,11 +42,11 @@ class ManualSwarm {
       std::ifstream f(keys / "peer.pub");
       std::getline(f, pub_.emplace_back());
       allow << pub_.back() << "\n";
-      ports_.push_back(murmur::free_tcp_port());
+      ports_.push_back(murmur::launch::free_tcp_port());
     }
   }
   fs::path dir(int i) const { return out_ / ("peer-" + std::to_string(i)); }
-  murmur::Process start(int i, const std::vector<std::string>& extra) const {
+  murmur::launch::Process start(int i, const std::vector<std::string>& extra) const {
     std::vector<std::string> argv = {murmur::test::murmur_bin(),
                                      "node",
                                      "--config",
@@ -63,7 +63,7 @@ class ManualSwarm {
                                      std::to_string(i)};
     argv.insert(argv.end(), extra.begin(), extra.end());
     if (i > 0) argv.insert(argv.end(), {"--join", pub_[0] + "@127.0.0.1:" + std::to_string(ports_[0])});
-    return murmur::Process::spawn(argv, out_ / ("node-" + std::to_string(i) + ".log"));
+    return murmur::launch::Process::spawn(argv, out_ / ("node-" + std::to_string(i) + ".log"));
   }
   std::vector<json> rounds(int i) const { return read_jsonl(dir(i) / "log.jsonl", "round"); }
   bool wait_round(int i, size_t r) const {
@@ -168,7 +168,7 @@ TEST_F(SwarmTest, LateJoinerCatchesUpAndAKilledPeerDoesNotStopTheRest) {
   // Slow enough to join mid-run: 128 tokens per step.
   const std::vector<std::string> flags = {"--steps", "400",          "--tokens-per-s-limit",
                                           "3000",    "--eval-every", "0"};
-  std::vector<murmur::Process> procs;
+  std::vector<murmur::launch::Process> procs;
   for (int i = 0; i < 3; ++i) procs.push_back(sw.start(i, flags));
   ASSERT_TRUE(sw.wait_round(0, 12)) << "peer 0 did not reach round 12";
   procs.push_back(sw.start(3, flags));
@@ -199,7 +199,7 @@ TEST_F(SwarmTest, AllreducePeersSaveAndStopWhenARingMemberDies) {
   const std::vector<std::string> flags = {"--algo",         "allreduce", "--expect-peers",       "3",
                                           "--steps",        "100000",    "--tokens-per-s-limit", "3000",
                                           "--eval-windows", "2"};
-  std::vector<murmur::Process> procs;
+  std::vector<murmur::launch::Process> procs;
   for (int i = 0; i < 3; ++i) procs.push_back(sw.start(i, flags));
   ASSERT_TRUE(sw.wait_round(0, 2)) << "the ring did not train";
   procs[2].signal(SIGKILL);

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "gossip/peer_id.h"
-#include "node/process.h"
+#include "node/launch/process.h"
 #include "test_util.h"
 
 using murmur::test::murmur_cmd;
@@ -67,7 +67,7 @@ TEST(SwarmMembership, EightPeersJoinDetectTwoCrashesAndRefuseAStranger) {
   }
   allow.close();
   std::vector<int> port;
-  for (int i = 0; i <= n; ++i) port.push_back(murmur::free_tcp_port());
+  for (int i = 0; i <= n; ++i) port.push_back(murmur::launch::free_tcp_port());
   auto log_of = [&](int i) { return out / ("peer-" + std::to_string(i)) / "log.jsonl"; };
   auto start = [&](int i, int via) {
     std::vector<std::string> argv = {
@@ -79,15 +79,15 @@ TEST(SwarmMembership, EightPeersJoinDetectTwoCrashesAndRefuseAStranger) {
         "--batch", "2", "--context", "16", "--steps", "1000000", "--tokens-per-s-limit", "100",
         "--eval-every", "0", "--ckpt-every", "0"};
     if (via >= 0) argv.insert(argv.end(), {"--join", pub[via] + "@127.0.0.1:" + std::to_string(port[via])});
-    return murmur::Process::spawn(argv, out / ("node-" + std::to_string(i) + ".log"));
+    return murmur::launch::Process::spawn(argv, out / ("node-" + std::to_string(i) + ".log"));
   };
   // Peer 0 is the seed; 1-3 join through it; 4-7 through a chain (4 via 1, 5 via 4, 6 via 5, 7 via 6).
-  std::vector<murmur::Process> procs;
+  std::vector<murmur::launch::Process> procs;
   procs.push_back(start(0, -1));
   for (int i = 1; i <= 3; ++i) procs.push_back(start(i, 0));
   procs.push_back(start(4, 1));
   for (int i = 5; i < n; ++i) procs.push_back(start(i, i - 1));
-  murmur::Process stranger = start(n, 0);
+  murmur::launch::Process stranger = start(n, 0);
 
   auto sees = [&](int i, int j, const char* state) {
     const auto m = member_states(log_of(i));

@@ -15,12 +15,12 @@
 
 #include "gossip/peer_id.h"
 #include "gossip/wire.h"
-#include "node/keys.h"
-#include "node/large_buffers.h"
-#include "node/transport.h"
+#include "node/net/keys.h"
+#include "node/net/large_buffers.h"
+#include "node/net/transport.h"
 #include "tests/test_util.h"
 
-namespace murmur::node {
+namespace murmur::net {
 namespace {
 
 namespace g = murmur::gossip;
@@ -315,4 +315,4 @@ TEST(Transport, ClearErrors) {
 }
 
 }  // namespace
-}  // namespace murmur::node
+}  // namespace murmur::net

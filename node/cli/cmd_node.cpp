@@ -1,0 +1,125 @@
+// murmur node: one peer of a run. Loads its keys, opens the encrypted
+// transport, joins the swarm through any known peer, and trains (or, with
+// --algo none... see peer_train.h) until done; Ctrl-C saves and leaves cleanly.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "gossip/peer_id.h"
+#include "model/atomic_file.h"
+#include "node/cli/commands.h"
+#include "node/net/keys.h"
+#include "node/net/metrics_http.h"
+#include "node/net/transport.h"
+#include "node/peer/args.h"
+#include "node/peer/net_loop.h"
+#include "node/peer/training.h"
+#include "node/run/interrupt.h"
+
+namespace murmur::cli {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string render_metrics(peer::PeerMailbox& mailbox) {
+  const peer::NetView v = mailbox.view();
+  std::string out;
+  out += net::prom_header("murmur_peers_known", "gauge", "Live peers this peer knows of (without itself)");
+  out += net::prom_line("murmur_peers_known", static_cast<double>(v.members.size()));
+  out += net::prom_header("murmur_neighbors", "gauge", "Neighbour links");
+  out += net::prom_line("murmur_neighbors", static_cast<double>(v.neighbours));
+  out += net::prom_header("murmur_bytes_sent_total", "counter", "Bytes sent on all links");
+  out += net::prom_line("murmur_bytes_sent_total", static_cast<double>(v.bytes_sent));
+  out += net::prom_header("murmur_bytes_received_total", "counter", "Bytes received on all links");
+  out += net::prom_line("murmur_bytes_received_total", static_cast<double>(v.bytes_received));
+  out += net::prom_header("murmur_messages_rejected_total", "counter",
+                          "Messages dropped as malformed or refused");
+  out += net::prom_line("murmur_messages_rejected_total", static_cast<double>(v.messages_rejected));
+  return out;
+}
+
+void run_node(const peer::PeerArgs& a) {
+  peer::validate_peer_args(a);
+  fs::create_directories(a.out);
+  const net::Keys keys = net::load_keys(a.keys);
+  net::TransportConfig tc;
+  tc.keys = keys;
+  tc.listen = a.listen;
+  tc.admission.open = a.open;
+  if (!a.open) tc.admission.allowed = net::load_allow_list(a.allow);
+  for (const auto& d : a.dial_via) {
+    const size_t eq = d.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == d.size())
+      throw std::invalid_argument("--dial-via '" + d +
+                                  "': expected ADDR=VIA, e.g. tcp://10.0.0.2:7000=tcp://127.0.0.1:9001");
+    tc.dial_map[d.substr(0, eq)] = d.substr(eq + 1);
+  }
+  net::Transport transport(tc);
+  gossip::PeerInfo self{keys.id, a.advertise.empty() ? transport.endpoint() : a.advertise,
+                        // A restart must outbid its earlier incarnation: the wall clock does.
+                        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  std::chrono::system_clock::now().time_since_epoch())
+                                                  .count())};
+  if (a.open)
+    std::printf("WARNING: --open: any peer that can reach %s may join this run\n", self.addr.c_str());
+  std::printf("peer %s listening on %s\n  join it with: --join %s@%s\n", gossip::short_name(keys.id).c_str(),
+              self.addr.c_str(), gossip::to_z85(keys.id).c_str(), self.addr.substr(6).c_str());
+  std::fflush(stdout);
+
+  run::JsonlLog log(fs::path(a.out) / "log.jsonl");
+  peer::PeerMailbox mailbox;
+  peer::NetLoopOptions no;
+  no.join = a.join;
+  no.membership.target_degree = a.degree;
+  no.membership.max_degree = a.max_degree;
+  no.membership.link_lifetime = gossip::Millis(a.link_lifetime_s * 1000);
+  std::unique_ptr<net::MetricsServer> metrics;
+  if (a.metrics_port >= 0) {
+    metrics =
+        std::make_unique<net::MetricsServer>(a.metrics_port, [&mailbox] { return render_metrics(mailbox); });
+    std::printf("metrics: http://127.0.0.1:%d/metrics\n", metrics->port());
+  }
+  run::install_interrupt_handler();
+  peer::NetLoop net(transport, self, no, mailbox, &log,
+                    a.train.seed ^ keys.id[0] ^ (uint64_t{keys.id[1]} << 8));
+  std::thread net_thread([&] { net.run(); });
+  json summary;
+  try {
+    summary = peer::run_peer_training(a, keys.id, mailbox, log);
+  } catch (...) {
+    mailbox.stop();
+    net_thread.join();
+    throw;
+  }
+  mailbox.stop();
+  net_thread.join();
+  const peer::NetView v = mailbox.view();  // final counters, after the goodbyes
+  summary["bytes_sent"] = v.bytes_sent;
+  summary["bytes_received"] = v.bytes_received;
+  summary["messages_rejected"] = v.messages_rejected;
+  write_text_atomic(fs::path(a.out) / "summary.json", summary.dump(2) + "\n");
+  const std::string status = summary.value("status", std::string("done"));
+  std::printf("%s: summary %s\n", status.c_str(), (fs::path(a.out) / "summary.json").c_str());
+  if (status.rfind("stopped", 0) == 0) throw std::runtime_error(status);  // saved, but did not finish
+}
+
+}  // namespace
+
+void add_node_command(CLI::App& app) {
+  auto a = std::make_shared<peer::PeerArgs>();
+  CLI::App* sub = app.add_subcommand("node", "Run one peer: join the swarm and train with its neighbours");
+  sub->footer(
+      "Settings can come from a TOML file (--config RUN.toml) whose keys are the flag names;\n"
+      "flags on the command line win. Make keys with `murmur keygen`; a closed run admits only\n"
+      "the public keys of --allow. Ctrl-C saves a checkpoint, says goodbye to the swarm and exits.");
+  std::string config_unused;
+  sub->add_option("--config", config_unused, "TOML file with flag values (keys = flag names)");
+  peer::add_peer_options(*sub, *a);
+  sub->callback([a] { run_node(*a); });
+}
+
+}  // namespace murmur::cli

@@ -1,0 +1,155 @@
+// The encrypted transport: CurveZMQ sockets carrying gossip/wire.h frames.
+//
+// One ROUTER (CURVE server, ZAP enforced, see node/net/zap.h) receives from every
+// peer; per destination peer we connect two DEALERs (CURVE clients), one for
+// control messages and one for bulk payload chunks, so a probe never queues
+// behind a model in the same TCP stream. Every received message is attributed
+// to the sender's authenticated public key (the ZAP handler's User-Id).
+//
+// Addresses: PeerInfo.addr is "tcp://HOST:PORT" and the peer's public key is
+// PeerInfo.id. A join address, typed by a person, carries the key as well
+// ("KEY@HOST:PORT"), because a CURVE client cannot connect without it.
+//
+// Threading: a Transport is used by ONE thread (its sockets and the ZAP handler
+// are not thread-safe). That thread must call poll() regularly: it answers ZAP
+// requests (others' handshakes with us wait for it) and paces the bulk queues.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "gossip/messages.h"
+#include "gossip/wire.h"
+#include "node/net/keys.h"
+#include "node/net/large_buffers.h"
+#include "node/net/zap.h"
+
+namespace murmur::net {
+
+struct TransportConfig {
+  Keys keys;
+  std::string listen = "tcp://127.0.0.1:0";  // port 0: the system picks (see endpoint())
+  AdmissionPolicy admission;
+  size_t chunk_bytes = 512u << 10;         // payload chunk size, at most gossip::kMaxChunkBytes
+  size_t max_payload_bytes = 1u << 30;     // largest payload sent or reassembled
+  size_t max_reassembly_bytes = 2u << 30;  // all peers' partial payloads together
+  size_t max_queued_payloads = 4;          // per peer, waiting to be sent; send_payload refuses more
+  size_t max_queued_control = 1000;        // per peer, when the socket's queue is full
+  // Destination address -> address actually dialled (the netem relays).
+  std::map<std::string, std::string> dial_map;
+  // ZMTP heartbeats only detect dead TCP connections; liveness is SWIM's job. The
+  // timeout must exceed the slowest chunk's transfer time (PITFALLS.md: libzmq #2709):
+  // 1 MiB at 100 kbit/s takes 84 s.
+  int heartbeat_ivl_ms = 10'000, heartbeat_timeout_ms = 120'000;
+  int linger_ms = 1'000;  // how long closing waits for queued messages (Bye)
+};
+
+struct Incoming {
+  gossip::PeerId from{};  // authenticated
+  gossip::Message msg;    // a Payload arrives reassembled: chunk 0 of chunk_count 1
+};
+
+struct LinkCounters {
+  uint64_t bytes_in = 0, bytes_out = 0;        // frame bytes
+  uint64_t messages_in = 0, messages_out = 0;  // control messages and whole payloads
+  // Dropped frames by reason: malformed (undecodable), spoofed (Hello/Welcome
+  // self.id is not the sender's key), reassembly (chunk out of order or a payload
+  // abandoned half-way), oversize (payload or reassembly memory bound), multipart,
+  // queue_full (outgoing control or payload refused).
+  std::map<std::string, uint64_t> rejected;
+};
+
+struct TransportCounters {
+  LinkCounters total;
+  std::map<gossip::PeerId, LinkCounters> peers;
+  uint64_t zap_admitted = 0, zap_denied = 0;
+  // Connections to our ROUTER that libzmq closed: departures, and frames over
+  // ZMQ_MAXMSGSIZE (libzmq drops the connection without surfacing the frame).
+  uint64_t disconnects = 0;
+  uint64_t unauthenticated = 0;  // frames without a User-Id (cannot happen while ZAP is enforced)
+  std::string last_reject;       // "<peer>: <reason>" of the latest dropped frame, for logs
+};
+
+// Parses "KEY@HOST:PORT" (KEY: a 40-character Z85 public key as keygen prints it)
+// into {id, "tcp://HOST:PORT", 0}. Throws std::invalid_argument saying what is wrong.
+gossip::PeerInfo parse_join_address(const std::string& text);
+
+// Largest frame a ROUTER accepts (ZMQ_MAXMSGSIZE): one full chunk plus envelope.
+inline constexpr size_t kMaxFrameBytes = gossip::kMaxChunkBytes + 128;
+
+class Transport {
+ public:
+  // Binds the ROUTER. Throws with the address named (bad address, port in use) or
+  // on an invalid config.
+  explicit Transport(TransportConfig config);
+  ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  std::string endpoint() const;  // the bound endpoint, "tcp://127.0.0.1:PORT"
+  const gossip::PeerId& id() const { return config_.keys.id; }
+
+  // A control message. It goes ahead of any payload chunks queued for the peer.
+  // Connects on first use (and reconnects if `to.addr` changed).
+  void send(const gossip::PeerInfo& to, const gossip::Message& m);
+  // The same for a join address "KEY@HOST:PORT" (throws if malformed).
+  void send_to_addr(const std::string& join_address, const gossip::Message& m);
+  // Queues a payload, sent in chunks of chunk_bytes as the link drains (paced by
+  // poll()). False when max_queued_payloads are already waiting for this peer.
+  // Throws std::invalid_argument beyond max_payload_bytes.
+  bool send_payload(const gossip::PeerInfo& to, uint64_t link_epoch, uint64_t seq,
+                    std::vector<uint8_t> bytes);
+  // Payloads (and chunks) still queued for `to`.
+  size_t queued_payloads(const gossip::PeerId& to) const;
+
+  // Waits up to `timeout` for input while sending queued chunks; returns as soon
+  // as at least one message arrived (or on timeout, possibly empty). Invalid
+  // frames are dropped and counted, never returned.
+  std::vector<Incoming> poll(std::chrono::milliseconds timeout);
+
+  // Closes the sockets to a departed peer and drops what was queued for it or
+  // half-received from it.
+  void forget(const gossip::PeerId& peer);
+
+  const TransportCounters& counters() const { return counters_; }
+
+ private:
+  struct Outbound;
+  struct Reassembly {
+    uint64_t link_epoch = 0, seq = 0;
+    uint32_t next = 0, count = 0;
+    size_t bound = 0;  // count × the first chunk's size: reserved up front, counted in partial_bytes_
+    std::vector<uint8_t> bytes;
+  };
+
+  Outbound& outbound(const gossip::PeerInfo& to);
+  zmq::socket_t connect_dealer(const gossip::PeerInfo& to, int sndhwm);
+  bool try_send(zmq::socket_t& s, const gossip::PeerId& to, zmq::message_t& frame);  // moves it when sent
+  void pump(const gossip::PeerId& to, Outbound& o);
+  void receive_all(std::vector<Incoming>& out);
+  void accept(const gossip::PeerId& from, gossip::Message m, std::vector<Incoming>& out);
+  void reassemble(const gossip::PeerId& from, const gossip::wire::PayloadChunk& p,
+                  std::vector<Incoming>& out);
+  void drop_partial(const gossip::PeerId& from);
+  void reject(const gossip::PeerId* from, const std::string& reason, const std::string& detail);
+  void read_monitor();
+
+  TransportConfig config_;
+  BufferReaper reaper_;  // frees sent payloads
+  zmq::context_t ctx_;
+  std::unique_ptr<ZapHandler> zap_;  // before router_: the handler must exist when it binds
+  zmq::socket_t router_;
+  zmq::socket_t monitor_;
+  std::map<gossip::PeerId, std::unique_ptr<Outbound>> out_;
+  std::map<gossip::PeerId, Reassembly> partial_;
+  size_t partial_bytes_ = 0;
+  TransportCounters counters_;
+};
+
+}  // namespace murmur::net

@@ -1,0 +1,156 @@
+#include "node/peer/args.h"
+
+#include <stdexcept>
+
+#include "model/config.h"
+
+namespace murmur::peer {
+
+void add_peer_options(CLI::App& cmd, PeerArgs& a) {
+  const std::string net = "Identity and network", model = "Run and model", train = "Local training",
+                    algo = "Algorithm";
+  cmd.add_option("--keys", a.keys, "Directory holding peer.key and peer.pub (from `murmur keygen`)")
+      ->group(net);
+  cmd.add_option("--listen", a.listen, "Address to accept peers on (port 0 = any free port)")
+      ->capture_default_str()
+      ->group(net);
+  cmd.add_option("--advertise", a.advertise, "Address other peers dial (default: the bound address)")
+      ->group(net);
+  cmd.add_option("--join", a.join, "KEY@HOST:PORT of a peer already in the run (repeatable)")->group(net);
+  cmd.add_option("--dial-via", a.dial_via, "ADDR=VIA: reach ADDR through VIA, e.g. a netem relay")
+      ->group(net);
+  cmd.add_option("--allow", a.allow, "Allow-list: one public key per line; only these peers are admitted")
+      ->group(net);
+  cmd.add_flag("--open", a.open, "Admit any peer (no allow-list). Anyone who can reach the port can join")
+      ->group(net);
+  cmd.add_option("--metrics-port", a.metrics_port,
+                 "Serve Prometheus /metrics on 127.0.0.1:PORT (0 = any free port, -1 = off)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 65535))
+      ->group(net);
+
+  cmd.add_option("--out", a.out, "Run directory: log.jsonl, summary.json, checkpoints")->group(model);
+  cmd.add_option("--data", a.data, "Data directory from `murmur data prepare`")->group(model);
+  run::add_model_options(cmd, a.model, model);
+  run::add_device_options(cmd, a.device, model);
+  cmd.add_option("--peer-index", a.peer_index, "Index of this peer's data stream (distinct per peer)")
+      ->capture_default_str()
+      ->group(model);
+  cmd.add_option("--resume", a.resume, "Continue from this peer's checkpoint (or run directory)")
+      ->group(model);
+
+  run::add_batch_options(cmd, a.batch, train);
+  run::add_training_options(cmd, a.train, train);
+  cmd.add_option("--tokens-per-s-limit", a.tokens_per_s_limit,
+                 "Throttle this peer's compute to emulate a slower machine (0 = off)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(train);
+
+  cmd.add_option("--algo", a.algo,
+                 "gossip (decentralized, compressed CHOCO consensus), local (no communication), "
+                 "allreduce (synchronous data parallel, every step) or diloco (all-reduce of "
+                 "pseudo-gradients every H steps)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gossip", "local", "allreduce", "diloco"}))
+      ->group(algo);
+  cmd.add_option("--inner-steps,-H", a.inner_steps, "Local steps per round")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->group(algo);
+  cmd.add_option("--outer-lr", a.outer_lr, "Outer (Nesterov) learning rate eta; 1 with momentum 0 = plain")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0))
+      ->group(algo);
+  cmd.add_option("--outer-momentum", a.outer_momentum, "Outer Nesterov momentum mu")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.9999))
+      ->group(algo);
+  cmd.add_option("--gamma", a.gamma, "Consensus step size (gossip)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0))
+      ->group(algo);
+  cmd.add_option("--codec", a.codec, "Codec of the gossip deltas, e.g. int8:block=64, int4, sign, topk")
+      ->capture_default_str()
+      ->group(algo);
+  cmd.add_option("--round-budget-s", a.round_budget_s,
+                 "Choose the codec per round so its traffic fits this many seconds of the measured "
+                 "uplink (0 = always --codec)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(algo);
+  cmd.add_option("--codec-ladder", a.codec_ladder,
+                 "With --round-budget-s: candidate codecs, fine to coarse, separated by ';'")
+      ->capture_default_str()
+      ->group(algo);
+  cmd.add_option(
+         "--clip-radius", a.clip_radius,
+         "Robust aggregation: clip each neighbour's pull (theta_j - theta_i) to this L2 norm (0 = off)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(algo);
+  cmd.add_option("--degree", a.degree, "Target number of neighbour links")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64))
+      ->group(algo);
+  cmd.add_option("--max-degree", a.max_degree, "Most neighbour links accepted")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64))
+      ->group(algo);
+  cmd.add_option("--link-lifetime-s", a.link_lifetime_s,
+                 "Mean life of a neighbour link before it is re-sampled (gossip sends a full snapshot to "
+                 "each new neighbour, so keep it to several rounds when rounds are long)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0))
+      ->group(algo);
+  cmd.add_option("--expect-peers", a.expect_peers,
+                 "allreduce/diloco: the ring's size; training waits until that many peers are up")
+      ->check(CLI::Range(0, 4096))
+      ->group(algo);
+  cmd.add_option("--wait-max-s", a.wait_max_s,
+                 "Longest wait for neighbours' deltas of a round before mixing without them")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0))
+      ->group(algo);
+  cmd.add_option("--eval-every", a.eval_every, "Validate every N rounds (0 = at the end only)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(algo);
+  cmd.add_option("--eval-windows", a.eval_windows, "Validation windows of context+1 tokens")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(algo);
+  cmd.add_option("--ckpt-every", a.ckpt_every, "Checkpoint every N rounds (0 = at the end only)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(algo);
+  cmd.add_option("--log-every", a.log_every,
+                 "Log the mean train loss of every N steps to log.jsonl (event \"steps\"; 0 = off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(model);
+}
+
+std::set<std::string> peer_flag_names() {
+  CLI::App app;
+  PeerArgs unused;
+  add_peer_options(app, unused);
+  std::set<std::string> names;
+  for (const CLI::Option* o : app.get_options())
+    for (const std::string& n : o->get_lnames()) names.insert(n);
+  return names;
+}
+
+void validate_peer_args(const PeerArgs& a) {
+  if (a.keys.empty()) throw std::invalid_argument("--keys is required (make one with `murmur keygen`)");
+  if (a.allow.empty() && !a.open)
+    throw std::invalid_argument("give --allow FILE (the run's public keys) or --open to admit anyone");
+  if (!a.allow.empty() && a.open) throw std::invalid_argument("--allow and --open exclude each other");
+  if (a.out.empty()) throw std::invalid_argument("--out is required");
+  if (a.data.empty())
+    throw std::invalid_argument("--data is required (a directory made by `murmur data prepare`)");
+  a.model.config();  // throws naming the known presets, or a bad shape
+  if (a.degree > a.max_degree) throw std::invalid_argument("--degree must not exceed --max-degree");
+  if ((a.algo == "allreduce" || a.algo == "diloco") && a.expect_peers < 1)
+    throw std::invalid_argument("--algo " + a.algo + " needs --expect-peers N (the ring's size)");
+  if (a.train.steps < a.inner_steps) throw std::invalid_argument("--steps must be at least --inner-steps");
+}
+
+}  // namespace murmur::peer

@@ -1,0 +1,66 @@
+// Settings of one peer (`murmur node`): identity and network, the model and its
+// local training, and the decentralized algorithm. `murmur swarm` and
+// `murmur netem run` pass the same keys through a TOML file (--config).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "node/run/options.h"
+
+namespace murmur::peer {
+
+struct PeerArgs {
+  // identity and network
+  std::string keys;  // directory with peer.key / peer.pub (murmur keygen)
+  std::string listen = "tcp://127.0.0.1:0";
+  std::string advertise;              // address others dial (default: the bound listen address)
+  std::vector<std::string> join;      // KEY@HOST:PORT of any peers of the run
+  std::vector<std::string> dial_via;  // ADDR=VIA: dial ADDR through VIA (netem relays)
+  std::string allow;                  // allow-list file; empty with --open
+  bool open = false;
+  int metrics_port = -1;  // Prometheus /metrics on 127.0.0.1:P (0 = any free port, -1 = off)
+
+  // run directory and model
+  std::string out;   // log.jsonl, summary.json, checkpoints
+  std::string data;  // from `murmur data prepare`
+  run::ModelOptions model;
+  run::DeviceOptions device{.kind = "cpu", .threads = 1};  // peers usually share a machine
+  uint32_t peer_index = 0;                                 // the data stream's peer index (each peer its own)
+
+  // local training, as `murmur train` (train.seed: the same on every peer)
+  run::BatchOptions batch;
+  run::TrainingOptions train;
+  double tokens_per_s_limit = 0;  // compute throttle (heterogeneous peers on one machine); 0 = none
+
+  // algorithm
+  std::string algo = "gossip";  // gossip | local | allreduce | diloco
+  int64_t inner_steps = 50;     // H: local steps per round
+  double outer_lr = 0.7, outer_momentum = 0.9;
+  double gamma = 1.0;  // consensus step size
+  std::string codec = "int8:block=64";
+  double round_budget_s = 0;  // > 0: pick the codec per round so a round's sends fit this many seconds
+  std::string codec_ladder = "fp32;bf16;int8:block=64;int4:block=64;sign:block=256";
+  double clip_radius = 0;  // centered clipping of each neighbour's contribution (0 = off)
+  int degree = 3, max_degree = 6;
+  double link_lifetime_s = 30;  // mean life of a neighbour link before it is re-sampled
+  int expect_peers = 0;         // allreduce/diloco: the ring's size (wait for that many members)
+  double wait_max_s = 5.0;      // longest wait for neighbours' deltas before mixing without them
+  int64_t eval_every = 1;       // validate every N rounds (0 = only at the end)
+  int64_t eval_windows = 50;
+  int64_t ckpt_every = 10;  // checkpoint every N rounds (0 = only at the end)
+  int64_t log_every = 10;   // steps per "steps" event (mean train loss) in log.jsonl (0 = none)
+  std::string resume;       // a checkpoint or run directory of this peer
+};
+
+// Registers every flag of PeerArgs on `cmd` (with --help text and validation).
+void add_peer_options(CLI::App& cmd, PeerArgs& a);
+// The long names of every `murmur node` flag (for checking run files' keys).
+std::set<std::string> peer_flag_names();
+// Cross-field checks after parsing; throws std::invalid_argument naming the flag.
+void validate_peer_args(const PeerArgs& a);
+
+}  // namespace murmur::peer

@@ -1,0 +1,164 @@
+#include "node/peer/net_loop.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "gossip/peer_id.h"
+
+namespace murmur::peer {
+
+using gossip::Millis;
+
+// Payloads handed to the transport per peer at a time (within its max_queued_payloads).
+constexpr size_t kTransportQueue = 2;
+constexpr gossip::Millis kLeaveDrainMs = 5000;  // most a leaving peer waits for its payloads to go out
+
+namespace {
+const char* state_name(gossip::PeerState s) {
+  switch (s) {
+    case gossip::PeerState::alive:
+      return "alive";
+    case gossip::PeerState::suspect:
+      return "suspect";
+    case gossip::PeerState::dead:
+      return "dead";
+    case gossip::PeerState::left:
+      return "left";
+  }
+  return "?";
+}
+}  // namespace
+
+NetLoop::NetLoop(net::Transport& transport, gossip::PeerInfo self, NetLoopOptions opt, PeerMailbox& mailbox,
+                 run::JsonlLog* log, uint64_t seed)
+    : transport_(transport),
+      membership_(std::move(self), opt.membership, seed),
+      opt_(std::move(opt)),
+      mailbox_(mailbox),
+      log_(log),
+      t0_(std::chrono::steady_clock::now()) {}
+
+Millis NetLoop::now_ms() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0_)
+      .count();
+}
+
+void NetLoop::handle(net::Incoming&& in, Millis now) {
+  if (auto* p = std::get_if<gossip::Payload>(&in.msg)) {
+    // Payloads on links membership does not know are answered with LinkClose by it
+    // (ring traffic of the baselines has no link); the training side decides about
+    // the rest (sequence, snapshot, guard). The bytes move on: a model-sized copy here would hold up
+    // this thread's probes.
+    if (p->link_epoch != gossip::kRingEpoch) membership_.on_message(in.from, in.msg, now);
+    mailbox_.push_event(InPayload{in.from, p->link_epoch, p->seq, std::move(p->bytes)});
+    return;
+  }
+  membership_.on_message(in.from, in.msg, now);
+}
+
+void NetLoop::carry_out(Millis now) {
+  (void)now;
+  for (auto& action : membership_.take_actions()) {
+    if (auto* s = std::get_if<gossip::SendTo>(&action)) {
+      transport_.send(s->to, s->msg);
+    } else if (auto* a = std::get_if<gossip::SendToAddr>(&action)) {
+      transport_.send_to_addr(a->addr, a->msg);
+    } else if (auto* up = std::get_if<gossip::LinkUp>(&action)) {
+      mailbox_.push_event(LinkEvent{true, up->peer, up->epoch, up->their_degree});
+      if (log_)
+        log_->write({{"event", "link_up"}, {"peer", gossip::short_name(up->peer.id)}, {"epoch", up->epoch}});
+    } else if (auto* down = std::get_if<gossip::LinkDown>(&action)) {
+      mailbox_.push_event(LinkEvent{false, gossip::PeerInfo{down->peer, {}, 0}, down->epoch, 0});
+      if (log_)
+        log_->write(
+            {{"event", "link_down"}, {"peer", gossip::short_name(down->peer)}, {"epoch", down->epoch}});
+    } else if (auto* m = std::get_if<gossip::MemberEvent>(&action)) {
+      if (m->state == gossip::PeerState::dead || m->state == gossip::PeerState::left) {
+        transport_.forget(m->peer.id);
+        pending_.erase(m->peer.id);
+      }
+      if (log_)
+        log_->write({{"event", "member"},
+                     {"peer", gossip::short_name(m->peer.id)},
+                     {"addr", m->peer.addr},
+                     {"state", state_name(m->state)}});
+    }
+  }
+  send_payloads();
+}
+
+// In order per peer, so each link's sequence stays gap-free.
+void NetLoop::send_payloads() {
+  for (auto& out : mailbox_.take_sends()) pending_[out.to.id].push_back(std::move(out));
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    auto& queue = it->second;
+    while (!queue.empty() && transport_.queued_payloads(it->first) < kTransportQueue) {
+      OutPayload& out = queue.front();
+      payload_bytes_sent_ += out.bytes.size();
+      transport_.send_payload(out.to, out.epoch, out.seq, std::move(out.bytes));
+      queue.pop_front();
+    }
+    it = queue.empty() ? pending_.erase(it) : std::next(it);
+  }
+}
+
+bool NetLoop::payloads_queued() const {
+  if (!pending_.empty()) return true;
+  const std::vector<gossip::PeerInfo> members = membership_.members();
+  return std::any_of(members.begin(), members.end(),
+                     [&](const gossip::PeerInfo& m) { return transport_.queued_payloads(m.id) > 0; });
+}
+
+void NetLoop::publish(double elapsed_s) {
+  const net::TransportCounters& c = transport_.counters();
+  NetView v;
+  v.self = membership_.self();
+  v.members = membership_.members();
+  v.neighbours = membership_.degree();
+  v.bytes_sent = c.total.bytes_out;
+  v.bytes_received = c.total.bytes_in;
+  for (const auto& [reason, n] : c.total.rejected) v.messages_rejected += n;
+  v.uplink_bytes_per_s = elapsed_s > 0 ? static_cast<double>(payload_bytes_sent_) / elapsed_s : 0;
+  mailbox_.publish(std::move(v));
+}
+
+void NetLoop::run() {
+  const Millis start = now_ms();
+  for (const auto& addr : opt_.join) membership_.join(addr, start);
+  Millis next_status = start + static_cast<Millis>(opt_.status_every_s * 1000);
+  Millis next_publish = start;
+  while (!mailbox_.stopping()) {
+    for (net::Incoming& in : transport_.poll(std::chrono::milliseconds(10))) handle(std::move(in), now_ms());
+    const Millis now = now_ms();
+    membership_.tick(now);
+    carry_out(now);
+    if (now >= next_publish) {
+      publish(static_cast<double>(now - start) / 1000.0);
+      next_publish = now + 100;
+    }
+    if (opt_.status_every_s > 0 && now >= next_status && !opt_.quiet) {
+      const NetView v = mailbox_.view();
+      std::printf("net | peers %zu | neighbours %zu | sent %.2f MB | received %.2f MB | rejected %llu\n",
+                  v.members.size(), v.neighbours, v.bytes_sent / 1e6, v.bytes_received / 1e6,
+                  static_cast<unsigned long long>(v.messages_rejected));
+      std::fflush(stdout);
+      next_status = now + static_cast<Millis>(opt_.status_every_s * 1000);
+    }
+  }
+  // Let the last deltas reach the neighbours first: Bye and LinkClose go on the control connection and
+  // would overtake payloads still queued, and a neighbour would then mix without this peer's last round.
+  const Millis drain_until = now_ms() + kLeaveDrainMs;
+  while (now_ms() < drain_until && payloads_queued()) {
+    for (net::Incoming& in : transport_.poll(std::chrono::milliseconds(10))) handle(std::move(in), now_ms());
+    membership_.tick(now_ms());
+    carry_out(now_ms());
+  }
+  // Leave gracefully, and give queued messages a moment to go out.
+  membership_.leave(now_ms());
+  carry_out(now_ms());
+  const Millis until = now_ms() + 300;
+  while (now_ms() < until) transport_.poll(std::chrono::milliseconds(20));
+  publish(static_cast<double>(now_ms() - start) / 1000.0);
+}
+
+}  // namespace murmur::peer

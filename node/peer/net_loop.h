@@ -1,0 +1,60 @@
+// A peer's network thread: drives the membership state machine over the
+// encrypted transport, hands link events and training messages to the
+// training thread (PeerMailbox) and sends what it queued, logs membership
+// events, and prints a status line.
+//
+// Threading: run() owns the transport and the membership; call it on one
+// thread. Everything else talks to it through the mailbox.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "gossip/membership.h"
+#include "node/net/transport.h"
+#include "node/peer/mailbox.h"
+#include "node/run/jsonl_log.h"
+
+namespace murmur::peer {
+
+struct NetLoopOptions {
+  std::vector<std::string> join;  // KEY@HOST:PORT
+  gossip::MembershipConfig membership;
+  double status_every_s = 5.0;  // 0 = no status line
+  bool quiet = false;
+};
+
+class NetLoop {
+ public:
+  // `self` carries the advertised address and this start's incarnation.
+  NetLoop(net::Transport& transport, gossip::PeerInfo self, NetLoopOptions opt, PeerMailbox& mailbox,
+          run::JsonlLog* log, uint64_t seed);
+  // Runs until mailbox.stop(); then leaves the swarm gracefully (Bye, LinkClose)
+  // and flushes what is queued for a short while.
+  void run();
+
+ private:
+  void handle(net::Incoming&& in, gossip::Millis now);
+  void send_payloads();
+  void carry_out(gossip::Millis now);
+  bool payloads_queued() const;  // this peer still has payloads to send to a neighbour
+  void publish(double elapsed_s);
+  gossip::Millis now_ms() const;
+
+  net::Transport& transport_;
+  gossip::Membership membership_;
+  NetLoopOptions opt_;
+  PeerMailbox& mailbox_;
+  run::JsonlLog* log_;
+  std::chrono::steady_clock::time_point t0_;
+  // Per peer, payloads the transport's queue cannot take yet (it holds a few per
+  // peer, so a slow link does not hold up the others).
+  std::map<gossip::PeerId, std::deque<OutPayload>> pending_;
+  uint64_t payload_bytes_sent_ = 0;
+};
+
+}  // namespace murmur::peer
