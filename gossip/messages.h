@@ -1,7 +1,7 @@
 // The messages peers exchange, as plain values. This header is the contract
 // between the sans-IO state machines (gossip/: membership, the training
 // algorithm), the wire codec (gossip/wire.h: msgpack, hostile decoding) and
-// the transport (node/transport.h). Nothing here does I/O or serialisation.
+// the transport (node/net/transport.h). Nothing here does I/O or serialisation.
 //
 // A message's sender is not a field: the transport authenticates it (its CURVE
 // public key, checked by the ZAP handler) and hands it over with the message.

@@ -1,6 +1,6 @@
 // The plan of `murmur netem run` that needs no processes: a scenario's [training] table as the peers'
 // `murmur node --config` file, and each peer's `--dial-via` map through its relay links. The command
-// (node/cmd_netem_run.cpp) spawns the peers and drives the timeline.
+// (node/cli/cmd_netem_run.cpp) spawns the peers and drives the timeline.
 #pragma once
 
 #include <cstdint>

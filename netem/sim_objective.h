@@ -1,5 +1,5 @@
 // What the simulated peers of `murmur netem simulate` train (netem/simulator.h). The analytical
-// quadratic below lets 1,000s of peers run in seconds; node/sim_model.h plugs in the real language
+// quadratic below lets 1,000s of peers run in seconds; node/peer/sim_model.h plugs in the real language
 // model (the same Trainer as `murmur node`), so a small scenario can be simulated and run for real and
 // the two compared. Every call comes from the simulator's one thread.
 #pragma once

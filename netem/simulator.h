@@ -23,7 +23,7 @@ namespace murmur::netem {
 
 struct SimConfig {
   QuadraticObjective objective;  // what the peers train, unless make_objective is set
-  // Builds another objective for the scenario's peers (node/sim_model.h: the real model).
+  // Builds another objective for the scenario's peers (node/peer/sim_model.h: the real model).
   std::function<std::unique_ptr<SimObjective>(size_t peers)> make_objective;
   int64_t rounds = 100;   // each peer leaves the swarm after this many rounds
   int inner_steps = 50;   // H
