@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The algorithm comparison (issue 6): the same four peers, data streams and token budget
+# The algorithm comparison: the same four peers, data streams and token budget
 # (netem/scenarios/exp-4.toml) trained by allreduce, diloco, local and gossip with three codecs, each
 # run through the emulated WAN; then a table (markdown and JSON) and a loss-vs-bytes plot.
 # Usage: bash bench/algorithms.sh [OUT_DIR]   (about 20 minutes on 2 cores)

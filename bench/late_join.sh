@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Late join (issue 6): netem/scenarios/late-join-4.toml, then the joiner's loss against the others'
+# Late join: netem/scenarios/late-join-4.toml, then the joiner's loss against the others'
 # per round. Usage: bash bench/late_join.sh [OUT_DIR]   (about 6 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Membership soak (issue 5): N healthy `murmur node` processes (default 16) on loopback over CURVE for
+# Membership soak: N healthy `murmur node` processes (default 16) on loopback over CURVE for
 # a while (default 10 minutes), then a count of every suspicion and death any peer logged about
 # another. Healthy peers should produce none. Training is only there to keep the peers busy: the tiny
 # model, throttled to a few steps a second, no gossip traffic (--algo local).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Time to a target loss on the wan-3sites-8 scenario (issue 7): the same 8 peers, links and timeline
+# Time to a target loss on the wan-3sites-8 scenario: the same 8 peers, links and timeline
 # trained by gossip, diloco and allreduce for the same wall time; the target is the loss allreduce
 # reaches by the end, and each algorithm's time is when the mean train loss of its peers first gets
 # there (10-step loss windows of every peer, bench/time_to_target.py).

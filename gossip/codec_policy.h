@@ -1,4 +1,4 @@
-// Picks the codec of a gossip round from the measured uplink (DESIGN.md §3.5):
+// Picks the codec of a gossip round from the measured uplink (docs/algorithm.md, "Codec policy"):
 // from a ladder of codecs ordered fine to coarse, the finest whose payload, sent
 // to every neighbour, fits in uplink × time budget. Pure functions.
 #pragma once

@@ -2,7 +2,7 @@
 // sans-IO: the driver moves the Deltas, owns the clock and decides deadlines.
 //
 // Peer i keeps θ̂_i (its public copy, which every neighbour mirrors) and, per
-// neighbour link, θ̂_j. A round (DESIGN.md §3, after the outer step):
+// neighbour link, θ̂_j. A round (docs/algorithm.md, after the outer step):
 //   make_delta:  q_i = C(θ_i − θ̂_i);  θ̂_i += D(q_i)   (send q_i to every neighbour)
 //   on_delta:    θ̂_j += D(q_j)                        (in per-link sequence order)
 //   mix:         θ_i += γ Σ_j w_ij (θ̂_j − θ̂_i),  w_ij = 1 / (1 + max(d_i, d_j))

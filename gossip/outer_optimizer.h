@@ -1,7 +1,8 @@
 // The outer step of DiLoCo (Douillard et al., 2023) on a round's pseudo-gradient:
 // Nesterov momentum over Δ = θ_start − θ' (θ' after the H inner steps).
 //   m ← μ·m + Δ,   θ ← θ_start − η·(μ·m + Δ)
-// η = 1, μ = 0 gives θ = θ' (plain local SGD). DESIGN.md §3 uses η = 0.7, μ = 0.9.
+// η = 1, μ = 0 gives θ = θ' (plain local SGD). The default algorithm uses η = 0.7, μ = 0.9
+// (docs/algorithm.md, "Parameters and defaults").
 #pragma once
 
 #include <cstddef>

@@ -1,8 +1,8 @@
 // The gossip training round of one peer, sans-IO: everything that keeps decentralized training correct
 // around the numeric core (Consensus), written once for every driver: the peer process
-// (node/peer_train.cpp), the discrete-event simulator (netem/simulator.cpp) and the tests' fake networks.
+// (node/peer/training.cpp), the discrete-event simulator (netem/simulator.cpp) and the tests' fake networks.
 //
-// A round r (DESIGN.md §3):
+// A round r (docs/algorithm.md, "One round of peer i"):
 //   computing  the driver runs H local steps from theta(); a running swarm's snapshot may arrive first
 //              and be adopted (late join), which restarts the round from the adopted state
 //   local_steps_done(θ')

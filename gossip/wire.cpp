@@ -395,7 +395,7 @@ g::Payload to_payload(const PayloadChunk& c) {
 
 Decoded<Frame> decode_frame(std::span<const uint8_t> frame) {
   // Sized to the protocol: no maps or exts, the longest array a peer list, the
-  // largest bin one chunk (see PITFALLS.md: the defaults allow 96 GiB from 5 bytes).
+  // largest bin one chunk (see docs/stack.md: the defaults allow 96 GiB from 5 bytes).
   static const msgpack::unpack_limit limit(/*array=*/g::kMaxPeersPerMessage, /*map=*/0,
                                            /*str=*/g::kMaxAddrLen,
                                            /*bin=*/g::kMaxChunkBytes, /*ext=*/0, /*depth=*/kMaxDepth);

@@ -7,7 +7,7 @@
 // The connections of one link share its two shapers, as flows share a real link.
 //
 // A TCP relay cannot drop packets: TCP turns loss into delay. Partitions and stalls are the faults it can
-// emulate (PITFALLS.md).
+// emulate (docs/stack.md).
 #pragma once
 
 #include <cstdint>

@@ -17,7 +17,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr const char* kMonitorEndpoint = "inproc://murmur-router-monitor";
-// HWM counts messages, not bytes (PITFALLS.md): a few chunks in flight per bulk
+// HWM counts messages, not bytes (docs/stack.md): a few chunks in flight per bulk
 // link bound the memory, while control messages are small.
 constexpr int kBulkSndHwm = 16, kControlSndHwm = 1000, kRouterRcvHwm = 64;
 constexpr int kReconnectIvlMaxMs = 5'000;
@@ -73,7 +73,7 @@ Transport::Transport(TransportConfig config) : config_(std::move(config)) {
   }
   // libzmq gives each new connection its least loaded I/O thread: with two, a peer's control
   // connection does not share one with its bulk connection, whose thread is busy encrypting chunks
-  // (probe RTT p50 under a saturating transfer: ~10 ms with one, ~1-3 ms with two; docs/benchmarks.md).
+  // (probe RTT p50 under a saturating transfer: ~10 ms with one, ~1-3 ms with two; docs/experiments/transport.md).
   ctx_.set(zmq::ctxopt::io_threads, 2);
   zap_ = std::make_unique<ZapHandler>(ctx_, config_.admission);
   router_ = zmq::socket_t(ctx_, zmq::socket_type::router);

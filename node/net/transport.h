@@ -44,7 +44,7 @@ struct TransportConfig {
   // Destination address -> address actually dialled (the netem relays).
   std::map<std::string, std::string> dial_map;
   // ZMTP heartbeats only detect dead TCP connections; liveness is SWIM's job. The
-  // timeout must exceed the slowest chunk's transfer time (PITFALLS.md: libzmq #2709):
+  // timeout must exceed the slowest chunk's transfer time (docs/stack.md: libzmq #2709):
   // 1 MiB at 100 kbit/s takes 84 s.
   int heartbeat_ivl_ms = 10'000, heartbeat_timeout_ms = 120'000;
   int linger_ms = 1'000;  // how long closing waits for queued messages (Bye)

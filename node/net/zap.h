@@ -1,7 +1,7 @@
 // CurveZMQ authentication: the ZAP handler (RFC 27) that decides which client
 // keys a server socket admits, and the socket settings that make it mandatory.
 //
-// Without a ZAP handler a CURVE server admits every key (PITFALLS.md: libzmq's
+// Without a ZAP handler a CURVE server admits every key (docs/stack.md: libzmq's
 // "Stonehouse" behaviour). configure_curve_server therefore sets a ZAP domain and
 // ZMQ_ZAP_ENFORCE_DOMAIN, so the server refuses every client while no handler
 // answers: it fails closed.
