@@ -6,8 +6,11 @@
 namespace murmur {
 
 Trainer::Trainer(ModelBackend& model, const TokenDataset& train, const TrainOptions& opt)
-    : model_(model), opt_(opt), loader_(train, opt.batch, opt.context, opt.seed, opt.peer) {
+    : model_(model), opt_(opt) {
   if (opt.grad_accum < 1) throw std::invalid_argument("grad_accum must be at least 1");
+  if (opt.streams < 1 || opt.streams > 1u << 16) throw std::invalid_argument("streams must be in 1..65536");
+  for (uint32_t s = 0; s < opt.streams; ++s)
+    loaders_.emplace_back(train, opt.batch, opt.context, opt.seed, opt.peer + s);
   if (train.vocab_size() > model.config().vocab_size)
     throw std::invalid_argument("the data's vocabulary (" + std::to_string(train.vocab_size()) +
                                 ") is larger than the model's (" + std::to_string(model.config().vocab_size) +
@@ -20,32 +23,41 @@ Trainer::Trainer(ModelBackend& model, const TokenDataset& train, const TrainOpti
 StepStats Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
   const int B = opt_.batch, T = opt_.context;
-  const float dloss = 1.0f / (static_cast<float>(B) * T * opt_.grad_accum);
+  const int micro_batches = opt_.grad_accum * static_cast<int>(loaders_.size());
+  const float dloss = 1.0f / (static_cast<float>(B) * T * static_cast<float>(micro_batches));
   model_.zero_grad();
   double loss = 0.0;
   for (int micro = 0; micro < opt_.grad_accum; ++micro) {
-    loader_.next_batch(inputs_.data(), targets_.data());
-    loss += model_.forward(inputs_.data(), targets_.data(), B, T);
-    model_.backward(dloss);
+    for (DataLoader& loader : loaders_) {
+      loader.next_batch(inputs_.data(), targets_.data());
+      loss += model_.forward(inputs_.data(), targets_.data(), B, T);
+      model_.backward(dloss);
+    }
   }
   if (opt_.reduce_grads) opt_.reduce_grads(model_);
   StepStats s;
-  s.loss = static_cast<float>(loss / opt_.grad_accum);
+  s.loss = static_cast<float>(loss / micro_batches);
   s.grad_norm = model_.grad_norm();
   s.lr = opt_.lr.at(step_);
   ++step_;
   model_.adamw_step(opt_.adamw, s.lr, clip_coefficient(s.grad_norm, opt_.clip), step_);
   s.step = step_;
-  s.tokens = static_cast<int64_t>(B) * T * opt_.grad_accum;
+  s.tokens = static_cast<int64_t>(B) * T * micro_batches;
   tokens_ += s.tokens;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return s;
 }
 
 nlohmann::json Trainer::state() const {
-  const LoaderPosition p = loader_.position();
-  return {{"step", step_},         {"tokens", tokens_}, {"data_epoch", p.epoch},
-          {"data_index", p.index}, {"seed", opt_.seed}, {"peer", opt_.peer}};
+  const LoaderPosition p = loaders_[0].position();
+  nlohmann::json s = {{"step", step_},         {"tokens", tokens_}, {"data_epoch", p.epoch},
+                      {"data_index", p.index}, {"seed", opt_.seed}, {"peer", opt_.peer}};
+  if (loaders_.size() > 1) {
+    nlohmann::json streams = nlohmann::json::array();
+    for (const DataLoader& l : loaders_) streams.push_back({l.position().epoch, l.position().index});
+    s["data_streams"] = streams;
+  }
+  return s;
 }
 
 void Trainer::restore(const nlohmann::json& s) {
@@ -57,9 +69,26 @@ void Trainer::restore(const nlohmann::json& s) {
   if (static_cast<uint64_t>(get("seed")) != opt_.seed || get("peer") != opt_.peer)
     throw std::runtime_error(
         "trainer state: seed/peer differ from the run's, the data stream would not resume");
-  step_ = get("step");
-  tokens_ = get("tokens");
-  loader_.seek({static_cast<uint64_t>(get("data_epoch")), static_cast<uint64_t>(get("data_index"))});
+  const int64_t step = get("step"), tokens = get("tokens");
+  std::vector<LoaderPosition> at = {
+      {static_cast<uint64_t>(get("data_epoch")), static_cast<uint64_t>(get("data_index"))}};
+  if (loaders_.size() > 1) {
+    const nlohmann::json none;
+    const nlohmann::json& streams = s.contains("data_streams") ? s.at("data_streams") : none;
+    if (!streams.is_array() || streams.size() != loaders_.size())
+      throw std::runtime_error("trainer state: 'data_streams' must list " + std::to_string(loaders_.size()) +
+                               " positions");
+    at.clear();
+    for (size_t k = 0; k < streams.size(); ++k) {
+      const nlohmann::json& p = streams[k];
+      if (!p.is_array() || p.size() != 2 || !p[0].is_number_unsigned() || !p[1].is_number_unsigned())
+        throw std::runtime_error("trainer state: a 'data_streams' entry is not [epoch, index]");
+      at.push_back({p[0].get<uint64_t>(), p[1].get<uint64_t>()});
+    }
+  }
+  for (size_t k = 0; k < loaders_.size(); ++k) loaders_[k].seek(at[k]);
+  step_ = step;
+  tokens_ = tokens;
 }
 
 EvalResult evaluate(ModelBackend& model, size_t total_tokens,

@@ -23,6 +23,10 @@ struct TrainOptions {
   float clip = 1.0f;  // max global gradient norm; <= 0 disables
   uint64_t seed = 1337;
   uint32_t peer = 0;
+  // Data streams per step: peers peer .. peer + streams - 1 each give every accumulation step one
+  // micro-batch. With streams = P one replica takes the steps of synchronous data parallelism over P
+  // peers (all of them hold the same model), as the algorithm lab's all-reduce baseline does.
+  uint32_t streams = 1;
   // Called after the gradients are accumulated and before clipping and the
   // update: synchronous data parallelism averages them across peers here.
   std::function<void(ModelBackend&)> reduce_grads;
@@ -53,7 +57,7 @@ class Trainer {
  private:
   ModelBackend& model_;
   TrainOptions opt_;
-  DataLoader loader_;
+  std::vector<DataLoader> loaders_;  // one per stream
   std::vector<int32_t> inputs_, targets_;
   int64_t step_ = 0;
   int64_t tokens_ = 0;

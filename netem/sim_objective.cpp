@@ -58,6 +58,16 @@ class Quadratic final : public SimObjective {
       theta[k] = static_cast<float>(b + decay_[k] * (theta[k] - b) + noise_sd_[k] * pair[k % 2]);
     }
   }
+  void data_parallel_steps(std::span<float> theta, uint64_t) override {
+    // The mean of the peers' gradients pulls to the optimum, with the noise of P draws averaged.
+    const double sd = 1.0 / std::sqrt(double(target_.size()));
+    double pair[2];
+    for (size_t k = 0; k < d_; ++k) {
+      if (k % 2 == 0) rng_.normals(pair[0], pair[1]);
+      const double b = optimum_[k];
+      theta[k] = static_cast<float>(b + decay_[k] * (theta[k] - b) + sd * noise_sd_[k] * pair[k % 2]);
+    }
+  }
   double peer_loss(size_t, std::span<const float> theta) override { return loss(theta); }
   double loss(std::span<const float> theta) override { return gap(theta) / initial_gap_; }
   std::string loss_name() const override { return "(f(x) - f*) / (f(x0) - f*)"; }

@@ -20,6 +20,9 @@ class SimObjective {
   virtual std::vector<float> initial() = 0;
   // Peer `peer`'s local work of round `round` (H inner steps), on theta in place.
   virtual void local_steps(size_t peer, std::span<float> theta, uint64_t round) = 0;
+  // The same H steps taken by every peer in synchronous data parallelism (the `allreduce` baseline: each
+  // step averages all peers' gradients, so all hold one θ), on theta in place.
+  virtual void data_parallel_steps(std::span<float> theta, uint64_t round) = 0;
   // The loss reported for a peer (its state theta) and for the peers' mean model.
   virtual double peer_loss(size_t peer, std::span<const float> theta) = 0;
   virtual double loss(std::span<const float> theta) = 0;

@@ -85,7 +85,7 @@ TEST(Consensus, RingOfEightAveragesGeometrically) {
   const Vec avg0 = s.average();
   std::vector<double> dist{s.distance()};
   for (int r = 0; r < 100; ++r) {
-    s.round();
+    ASSERT_TRUE(s.round());
     dist.push_back(s.distance());
   }
   // MH weights 1/3 on the ring: second eigenvalue 1/3 + 2/3·cos(π/4) ≈ 0.805, so
@@ -104,7 +104,7 @@ TEST(Consensus, TimeVaryingRandomGraphReachesTheAverage) {
   const Vec avg0 = s.average();
   for (int r = 0; r < 80; ++r) {
     s.set_graph(random_graph(8, rng));
-    s.round();
+    ASSERT_TRUE(s.round());
   }
   EXPECT_LT(s.distance(), 1e-5);
   EXPECT_LT(rel_change(s.average(), avg0), 1e-6);
@@ -126,7 +126,7 @@ TEST(Consensus, CompressedCodecsReachConsensus) {
     s.set_graph(ring(8));
     const Vec avg0 = s.average();
     const double d0 = s.distance();
-    for (int r = 0; r < c.rounds; ++r) s.round();
+    for (int r = 0; r < c.rounds; ++r) ASSERT_TRUE(s.round());
     EXPECT_LT(s.distance(), c.bound * d0) << c.codec;
     EXPECT_LT(rel_change(s.average(), avg0), 1e-5) << c.codec;
     EXPECT_EQ(s.rejected(), 0u) << c.codec;
@@ -163,7 +163,7 @@ TEST(Consensus, LocalSgdOnQuadraticsFindsTheGlobalMinimiser) {
         return round_start;
       };
       // The outer step by hand here, so that training can stop below (the driver's is plain).
-      s.round([&](int i, Vec& th) { outer[i].step(local_steps(th, c[i]), th, 0.7f, 0.9f); });
+      ASSERT_TRUE(s.round([&](int i, Vec& th) { outer[i].step(local_steps(th, c[i]), th, 0.7f, 0.9f); }));
       central_outer.step(local_steps(central, cbar), central, 0.7f, 0.9f);
       if (r == 100) drift_at_100 = s.distance();
     }
@@ -173,7 +173,7 @@ TEST(Consensus, LocalSgdOnQuadraticsFindsTheGlobalMinimiser) {
     EXPECT_EQ(s.rejected(), 0u) << codec;
     // Training stops: the deltas change character (no outer step to cancel the
     // last mixing), the norm guard may flag a few and those links resync.
-    for (int r = 0; r < 100; ++r) s.round();
+    for (int r = 0; r < 100; ++r) ASSERT_TRUE(s.round());
     for (int i = 0; i < P; ++i) EXPECT_LT(rel_change(s.model[i], cbar), 1e-4) << codec << " peer " << i;
   }
 }
@@ -358,7 +358,7 @@ TEST(Consensus, MetropolisHastingsWeightsUseBothDegrees) {
   for (int i = 0; i < 4; ++i) start.push_back(Vec(4, static_cast<float>(i == 0 ? 4 : 0)));
   RoundNet s(start, murmur::test::plain_round("fp32", 1.0), 9);
   s.set_graph({{0, 1}, {0, 2}, {0, 3}});
-  s.round();
+  ASSERT_TRUE(s.round());
   EXPECT_FLOAT_EQ(s.model[0][0], 1.0f);  // 4 + 3·(0 − 4)/4
   EXPECT_FLOAT_EQ(s.model[1][0], 1.0f);  // 0 + (4 − 0)/4
   EXPECT_FLOAT_EQ(s.model[1][0] + s.model[2][0] + s.model[3][0] + s.model[0][0], 4.0f);
@@ -476,7 +476,7 @@ TEST(UpdateGuard, CenteredClippingBoundsAByzantineNeighbour) {
     for (int r = 0; r < 20; ++r) {
       const std::vector<Vec> before = s.model;
       s.mixes.clear();
-      s.round();
+      ASSERT_TRUE(s.round());
       for (const auto& [i, m] : s.mixes) {
         if (i == 3) continue;
         if (i != 1) {  // the Byzantine peer's neighbours
@@ -536,7 +536,7 @@ TEST(CodecPolicy, ConsensusSwitchesCodecBetweenRounds) {
   for (int r = 0; r < 120; ++r) {
     for (auto& p : s.peers)
       p.consensus().set_codec(murmur::compress::parse_codec_spec(r % 3 == 0 ? "bf16" : "int4"));
-    s.round();
+    ASSERT_TRUE(s.round());
   }
   EXPECT_LT(s.distance(), 1e-4);
   EXPECT_LT(rel_change(s.average(), avg0), 1e-5);

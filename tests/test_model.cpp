@@ -254,6 +254,68 @@ TEST(Resume, SaveReloadContinueIsBitIdentical) {
   EXPECT_TRUE(std::isfinite(last));
 }
 
+// One replica with streams = 2 takes the step two data-parallel peers take together: each peer's
+// gradient on its own batch, averaged (as the reduce_grads hook of `allreduce` does), then one update.
+TEST(Training, StreamsTakeTheStepsOfDataParallelPeers) {
+  TempDir d;
+  make_dataset(d / "data", 20000);
+  const TokenDataset train(d / "data", "train");
+  const ModelConfig cfg = preset_config("tiny");
+  TrainOptions opt;
+  opt.batch = 4;
+  opt.context = 32;
+  opt.lr = {1e-2f, 0.1f, 2, 10};
+  auto fresh = [&] {
+    auto m = make_backend(Device::cpu, cfg, opt.batch, opt.context, 1);
+    std::vector<float> p(m->layout().total());
+    init_gpt2_params(p, m->layout(), cfg, 5);
+    m->write_params(p);
+    return m;
+  };
+  TrainOptions both = opt;
+  both.streams = 2;
+  auto one = fresh();
+  Trainer joint(*one, train, both);
+
+  auto a = fresh(), b = fresh();
+  const size_t n = a->layout().total();
+  std::vector<float> g1(n), g0(n), p(n), m(n), v(n);
+  TrainOptions peer1 = opt;
+  peer1.peer = 1;
+  peer1.reduce_grads = [&](ModelBackend& x) { x.read_grads(g1); };
+  TrainOptions peer0 = opt;
+  peer0.reduce_grads = [&](ModelBackend& x) {
+    x.read_grads(g0);
+    for (size_t k = 0; k < n; ++k) g0[k] = 0.5f * (g0[k] + g1[k]);
+    x.write_grads(g0);
+  };
+  Trainer t0(*a, train, peer0), t1(*b, train, peer1);
+  for (int i = 0; i < 3; ++i) {
+    a->read_params(p);  // peer 1 holds peer 0's model, as every all-reduce peer does
+    a->read_moments(m, v);
+    b->write_params(p);
+    b->write_moments(m, v);
+    t1.step();
+    const StepStats s = t0.step();
+    EXPECT_EQ(joint.step().tokens, 2 * s.tokens);
+  }
+  std::vector<float> x(n), y(n);
+  one->read_params(x);
+  a->read_params(y);
+  double worst = 0;
+  for (size_t k = 0; k < n; ++k) worst = std::max(worst, double(std::fabs(x[k] - y[k])));
+  EXPECT_LT(worst, 1e-5);
+
+  // Both streams' positions go into the state and come back.
+  auto other = fresh();
+  Trainer again(*other, train, both);
+  again.restore(joint.state());
+  EXPECT_EQ(again.state(), joint.state());
+  nlohmann::json bad = joint.state();
+  bad.erase("data_streams");
+  EXPECT_THROW(again.restore(bad), std::runtime_error);
+}
+
 TEST(Training, LossFallsOnLearnableData) {
   TempDir d;
   make_dataset(d / "data", 20000);

@@ -64,7 +64,7 @@ TEST(RoundDriver, LateJoinerAdoptsTheRunningSwarmsState) {
 
   // From here the four train in step: every peer mixes round 5.
   s.mixes.clear();
-  s.round(drift);
+  ASSERT_TRUE(s.round(drift));
   ASSERT_EQ(s.mixes.size(), 4u);
   for (const auto& [i, m] : s.mixes) {
     EXPECT_EQ(m.round, 5u) << "peer " << i;
@@ -76,7 +76,7 @@ TEST(RoundDriver, LateJoinerAdoptsTheRunningSwarmsState) {
 TEST(RoundDriver, GapAsksForResyncAndTheSnapshotRepairsTheMirror) {
   RoundNet s({gaussian(n, 1), gaussian(n, 2)}, plain_round("int8:block=64", 1.0), 3);
   s.set_graph({{0, 1}});
-  for (int r = 0; r < 2; ++r) s.round(drift);
+  for (int r = 0; r < 2; ++r) ASSERT_TRUE(s.round(drift));
   ASSERT_TRUE(same(*s.peers[1].consensus().link_copy(pid(0)), s.peers[0].consensus().public_copy()));
 
   // Round 2: peer 0's delta to peer 1 is lost. Peer 1 waits for it until the deadline.
@@ -103,14 +103,14 @@ TEST(RoundDriver, GapAsksForResyncAndTheSnapshotRepairsTheMirror) {
   // counts as round 3's delta, so nobody waits.
   const uint64_t requested = s.peers[1].counters().resyncs_requested;
   const uint64_t served = s.peers[0].counters().resyncs_served;
-  s.round(drift);
+  ASSERT_TRUE(s.round(drift));
   EXPECT_EQ(s.peers[1].consensus().counters().gaps, 1u);
   EXPECT_EQ(s.peers[1].counters().resyncs_requested, requested + 1);
   EXPECT_EQ(s.peers[0].counters().resyncs_served, served + 1);
   EXPECT_TRUE(same(*s.peers[1].consensus().link_copy(pid(0)), s.peers[0].consensus().public_copy()));
   EXPECT_TRUE(same(*s.peers[0].consensus().link_copy(pid(1)), s.peers[1].consensus().public_copy()));
   // ...and deltas apply again.
-  s.round(drift);
+  ASSERT_TRUE(s.round(drift));
   EXPECT_TRUE(same(*s.peers[1].consensus().link_copy(pid(0)), s.peers[0].consensus().public_copy()));
   EXPECT_EQ(s.peers[1].consensus().counters().gaps, 1u);
 }

@@ -2,7 +2,9 @@
 // modelled links, training the analytical objective.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "netem/scenario.h"
@@ -221,6 +223,31 @@ TEST(SimulatorCli, ModelObjectiveTrainsTheRealModel) {
   const auto bad = simulate_cli(scenario, out, "--objective model");
   EXPECT_NE(bad.rc, 0);
   EXPECT_NE(bad.output.find("huge"), std::string::npos) << bad.output;
+
+  // The lab: the four algorithms on the same model and data, at equal tokens per peer.
+  std::ofstream(scenario) << lan(3) << training;
+  const auto lab_out = dir.path() / "lab";
+  const auto lab = murmur::test::run_command(murmur::test::murmur_cmd(
+      "netem lab " + scenario.string() + " --out " + lab_out.string() + " --lengths 1 --evals 2"));
+  ASSERT_EQ(lab.rc, 0) << lab.output;
+  const nlohmann::json res = nlohmann::json::parse(std::ifstream(lab_out / "results.json"));
+  ASSERT_EQ(res["runs"].size(), 4u);
+  std::map<std::string, nlohmann::json> by;
+  for (const auto& run : res["runs"]) by[run["algo"]] = run;
+  EXPECT_EQ(by["allreduce"]["tokens_per_peer"], 40 * 4 * 32);
+  EXPECT_EQ(by["local"]["bytes_per_peer"], 0.0);
+  EXPECT_GT(by["gossip"]["bytes_per_peer"].get<double>(), 0.0);
+  EXPECT_LT(by["gossip"]["bytes_per_peer"].get<double>(), by["diloco"]["bytes_per_peer"].get<double>());
+  EXPECT_LT(by["diloco"]["bytes_per_peer"].get<double>(), by["allreduce"]["bytes_per_peer"].get<double>());
+  for (const auto& [algo, run] : by) {
+    EXPECT_EQ(run["points"].size(), 2u) << algo;
+    EXPECT_LT(run["val_loss"].get<double>(), 4.0) << algo;
+  }
+  EXPECT_TRUE(std::filesystem::exists(lab_out / "results.md"));
+  const auto bad_algo = murmur::test::run_command(murmur::test::murmur_cmd(
+      "netem lab " + scenario.string() + " --out " + lab_out.string() + " --algo diloco/int8"));
+  EXPECT_NE(bad_algo.rc, 0);
+  EXPECT_NE(bad_algo.output.find("only gossip takes a codec"), std::string::npos) << bad_algo.output;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@ void add_bench_compress(CLI::App& bench);   // murmur bench compress
 void add_netem_command(CLI::App& app);      // murmur netem relay
 void add_netem_run(CLI::App& netem);        // murmur netem run
 void add_netem_simulate(CLI::App& netem);   // murmur netem simulate
+void add_netem_lab(CLI::App& netem);        // murmur netem lab
 void add_bench_netem(CLI::App& bench);      // murmur bench netem
 void add_keygen_command(CLI::App& app);     // murmur keygen
 void add_bench_transport(CLI::App& bench);  // murmur bench transport

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   murmur::cli::add_netem_command(app);
   murmur::cli::add_netem_run(*app.get_subcommand("netem"));
   murmur::cli::add_netem_simulate(*app.get_subcommand("netem"));
+  murmur::cli::add_netem_lab(*app.get_subcommand("netem"));
   murmur::cli::add_keygen_command(app);
   murmur::cli::add_node_command(app);
   murmur::cli::add_swarm_command(app);

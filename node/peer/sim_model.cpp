@@ -8,6 +8,7 @@
 #include "model/init.h"
 #include "model/token_shard.h"
 #include "model/trainer.h"
+#include "node/run/options.h"
 
 namespace murmur::peer {
 
@@ -58,26 +59,12 @@ class ModelObjective final : public netem::SimObjective {
     return theta;
   }
   void local_steps(size_t peer, std::span<float> theta, uint64_t round) override {
-    Replica& r = replica(peer);
-    // A peer that adopted a running swarm's state continues its LR schedule (PeerTraining::adopt).
-    const int64_t at = std::min<int64_t>(int64_t(round) * a_.inner_steps, a_.train.steps - 1);
-    if (r.trainer->steps_done() < at) {
-      nlohmann::json st = r.trainer->state();
-      st["step"] = at;
-      r.trainer->restore(st);
-    }
-    r.model->write_params(theta);
-    double sum = 0;
-    int64_t n = 0;
-    for (int64_t k = 0; k < a_.inner_steps && r.trainer->steps_done() < a_.train.steps; ++k, ++n) {
-      const StepStats s = r.trainer->step();
-      if (!std::isfinite(s.loss))
-        throw std::runtime_error("simulated peer " + std::to_string(peer) + ": loss became " +
-                                 std::to_string(s.loss) + "; lower lr?");
-      sum += s.loss;
-    }
-    r.model->read_params(theta);
-    if (n > 0) r.round_loss = sum / double(n);
+    steps(replica(peer), theta, round);
+  }
+  // One replica reads every peer's stream: the steps all `allreduce` peers take together.
+  void data_parallel_steps(std::span<float> theta, uint64_t round) override {
+    if (!all_.model) all_ = make_replica(0, uint32_t(replicas_.size()));
+    steps(all_, theta, round);
   }
   double peer_loss(size_t peer, std::span<const float> theta) override {
     const double last = replicas_.at(peer).round_loss;
@@ -98,16 +85,38 @@ class ModelObjective final : public netem::SimObjective {
     std::unique_ptr<Trainer> trainer;
     double round_loss = std::nan("");
   };
+  Replica make_replica(uint32_t peer, uint32_t streams) {
+    Replica r;
+    r.model = make_backend(parse_device(a_.device.kind), cfg_, a_.batch.batch, context_, a_.device.threads);
+    TrainOptions o = a_.train.trainer(a_.batch, context_, peer);
+    o.streams = streams;
+    r.trainer = std::make_unique<Trainer>(*r.model, train_, o);
+    return r;
+  }
   Replica& replica(size_t peer) {  // built on first use: peers that never start cost nothing
     Replica& r = replicas_.at(peer);
-    if (!r.model) {
-      PeerArgs mine = a_;
-      mine.peer_index = uint32_t(peer);
-      r.model = make_backend(parse_device(a_.device.kind), cfg_, a_.batch.batch, context_, a_.device.threads);
-      r.trainer = std::make_unique<Trainer>(*r.model, train_,
-                                            mine.train.trainer(mine.batch, context_, mine.peer_index));
-    }
+    if (!r.model) r = make_replica(uint32_t(peer), 1);
     return r;
+  }
+  // H steps of `r` from theta: round's place in the LR schedule (a peer that adopted a running swarm's
+  // state continues the schedule there, as PeerTraining does).
+  void steps(Replica& r, std::span<float> theta, uint64_t round) {
+    const int64_t at = std::min<int64_t>(int64_t(round) * a_.inner_steps, a_.train.steps - 1);
+    if (r.trainer->steps_done() < at) {
+      nlohmann::json st = r.trainer->state();
+      st["step"] = at;
+      r.trainer->restore(st);
+    }
+    r.model->write_params(theta);
+    double sum = 0;
+    int64_t n = 0;
+    for (int64_t k = 0; k < a_.inner_steps && r.trainer->steps_done() < a_.train.steps; ++k, ++n) {
+      const StepStats s = r.trainer->step();
+      run::check_loss(s);
+      sum += s.loss;
+    }
+    r.model->read_params(theta);
+    if (n > 0) r.round_loss = sum / double(n);
   }
 
   PeerArgs a_;
@@ -116,6 +125,7 @@ class ModelObjective final : public netem::SimObjective {
   TokenDataset train_, val_;
   std::unique_ptr<ModelBackend> eval_;
   std::vector<Replica> replicas_;  // one per scenario peer
+  Replica all_;                    // every peer's stream (data_parallel_steps)
 };
 
 }  // namespace
