@@ -208,22 +208,38 @@ void make_dataset(const std::filesystem::path& dir, size_t n) {
                                            .dump());
 }
 
-TEST(Resume, SaveReloadContinueIsBitIdentical) {
+// A tiny model's short run on a small learnable data set: the setting of the trainer tests below.
+struct TinyRun {
   TempDir d;
-  make_dataset(d / "data", 20000);
-  const TokenDataset train(d / "data", "train");
-  const ModelConfig cfg = preset_config("tiny");
+  TokenDataset train;
+  ModelConfig cfg = preset_config("tiny");
   TrainOptions opt;
-  opt.batch = 4;
-  opt.context = 32;
-  opt.lr = {1e-2f, 0.1f, 2, 10};
-  auto fresh = [&] {
-    auto m = make_backend(Device::cpu, cfg, opt.batch, opt.context, 2);
+  TinyRun() : train(prepared(d), "train") {
+    opt.batch = 4;
+    opt.context = 32;
+    opt.lr = {1e-2f, 0.1f, 2, 10};
+  }
+  static std::filesystem::path prepared(const TempDir& dir) {
+    make_dataset(dir / "data", 20000);
+    return dir / "data";
+  }
+  // A model initialised from `seed`.
+  std::unique_ptr<ModelBackend> fresh(uint64_t seed, int threads) const {
+    auto m = make_backend(Device::cpu, cfg, opt.batch, opt.context, threads);
     std::vector<float> p(m->layout().total());
-    init_gpt2_params(p, m->layout(), cfg, 11);
+    init_gpt2_params(p, m->layout(), cfg, seed);
     m->write_params(p);
     return m;
-  };
+  }
+};
+
+TEST(Resume, SaveReloadContinueIsBitIdentical) {
+  const TinyRun run;
+  const TempDir& d = run.d;
+  const TokenDataset& train = run.train;
+  const ModelConfig& cfg = run.cfg;
+  const TrainOptions& opt = run.opt;
+  auto fresh = [&] { return run.fresh(11, 2); };
   auto straight = fresh();
   Trainer t1(*straight, train, opt);
   for (int i = 0; i < 10; ++i) t1.step();
@@ -257,21 +273,10 @@ TEST(Resume, SaveReloadContinueIsBitIdentical) {
 // One replica with streams = 2 takes the step two data-parallel peers take together: each peer's
 // gradient on its own batch, averaged (as the reduce_grads hook of `allreduce` does), then one update.
 TEST(Training, StreamsTakeTheStepsOfDataParallelPeers) {
-  TempDir d;
-  make_dataset(d / "data", 20000);
-  const TokenDataset train(d / "data", "train");
-  const ModelConfig cfg = preset_config("tiny");
-  TrainOptions opt;
-  opt.batch = 4;
-  opt.context = 32;
-  opt.lr = {1e-2f, 0.1f, 2, 10};
-  auto fresh = [&] {
-    auto m = make_backend(Device::cpu, cfg, opt.batch, opt.context, 1);
-    std::vector<float> p(m->layout().total());
-    init_gpt2_params(p, m->layout(), cfg, 5);
-    m->write_params(p);
-    return m;
-  };
+  const TinyRun run;
+  const TokenDataset& train = run.train;
+  const TrainOptions& opt = run.opt;
+  auto fresh = [&] { return run.fresh(5, 1); };
   TrainOptions both = opt;
   both.streams = 2;
   auto one = fresh();
