@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <stdexcept>
 
@@ -23,6 +24,9 @@ compress::CodecSpec parse_snapshot_codec(const std::string& text) {
 }
 
 ConsensusConfig checked(ConsensusConfig cfg) {
+  if (!(cfg.clip_factor > 0) || !std::isfinite(cfg.clip_factor))
+    throw std::invalid_argument("clip factor must be finite and > 0");
+  if (cfg.trim == 0 || cfg.trim > kMaxDegree) throw std::invalid_argument("trim must be in 1..1024");
   if (!(cfg.gamma > 0 && cfg.gamma <= 1))
     throw std::invalid_argument("consensus gamma must be in (0, 1], got " + std::to_string(cfg.gamma));
   if (!(cfg.clip_radius >= 0) || !std::isfinite(cfg.clip_radius))
@@ -33,6 +37,24 @@ ConsensusConfig checked(ConsensusConfig cfg) {
 
 }  // namespace
 
+Aggregation parse_aggregation(const std::string& text) {
+  for (const Aggregation a : {Aggregation::mean, Aggregation::clip, Aggregation::trimmed_mean})
+    if (text == to_string(a)) return a;
+  throw std::invalid_argument("aggregation must be mean, clip or trimmed-mean, got '" + text + "'");
+}
+
+const char* to_string(Aggregation a) {
+  switch (a) {
+    case Aggregation::mean:
+      return "mean";
+    case Aggregation::clip:
+      return "clip";
+    case Aggregation::trimmed_mean:
+      return "trimmed-mean";
+  }
+  return "?";
+}
+
 Consensus::Consensus(size_t n, ConsensusConfig cfg, uint64_t seed)
     : n_(n),
       cfg_(checked(std::move(cfg))),
@@ -40,6 +62,7 @@ Consensus::Consensus(size_t n, ConsensusConfig cfg, uint64_t seed)
       seed_(seed),
       encoder_(compress::parse_codec_spec(cfg_.codec)),
       guard_(cfg_.guard),
+      radius_(cfg_.clip_factor, cfg_.guard.window),
       self_(n, 0.0f),
       scratch_(n, 0.0f) {}
 
@@ -48,6 +71,7 @@ void Consensus::reset_self(std::span<const float> theta) {
     throw std::invalid_argument("reset_self: " + std::to_string(theta.size()) + " values, expected " +
                                 std::to_string(n_));
   std::copy(theta.begin(), theta.end(), self_.begin());
+  self_norm_ = l2_norm(self_);
   encoder_.reset();
   snapshot_round_ = 0;
   digest_.clear();
@@ -80,7 +104,9 @@ Delta Consensus::make_delta(std::span<const float> theta, uint64_t round) {
   encoder_.encode(scratch_, {.seed = mix64(seed_ ^ mix64(round)), .layout = cfg_.layout}, d.codec_payload);
   // θ̂_i += D(q) exactly as receivers compute it (decode into scratch, then add).
   decode_scratch(d.codec_payload);
+  guard_.record_own(l2_norm(scratch_));
   compress::parallel_for(n_, [&](size_t k) { self_[k] += scratch_[k]; });
+  self_norm_ = l2_norm(self_);
   snapshot_round_ = round + 1;
   digest_.clear();
   return d;
@@ -109,6 +135,8 @@ Delta Consensus::make_full_snapshot(uint64_t round) const {
 void Consensus::link_up(const PeerId& peer, uint64_t epoch) {
   auto it = links_.find(peer);
   if (it != links_.end() && it->second.epoch == epoch) return;  // repeated event
+  if (it == links_.end() && links_.size() >= kMaxDegree)
+    throw std::length_error("more than " + std::to_string(kMaxDegree) + " links");
   Link l{.epoch = epoch,
          .next_seq = 0,
          .degree = 1,
@@ -123,6 +151,13 @@ void Consensus::link_down(const PeerId& peer) { links_.erase(peer); }
 bool Consensus::link_synced(const PeerId& peer) const {
   auto it = links_.find(peer);
   return it != links_.end() && it->second.synced;
+}
+
+std::vector<PeerId> Consensus::synced_links() const {
+  std::vector<PeerId> out;
+  for (const auto& [peer, l] : links_)
+    if (l.synced) out.push_back(peer);
+  return out;
 }
 
 std::optional<std::span<const float>> Consensus::link_copy(const PeerId& peer) const {
@@ -205,19 +240,30 @@ ReceiveResult Consensus::on_delta(const PeerId& peer, uint64_t seq, const Delta&
     ++counters_.malformed;
     return reject(l, ReceiveStatus::rejected, e.what());
   }
-  l.degree = delta.degree;
   if (delta.snapshot) {
-    // A snapshot is the sender's whole θ̂, not an increment: no norm check (clipping bounds it).
+    // A snapshot we asked for (the link had no copy) is a whole state, bounded in mix by clipping.
+    // One on a synced link replaces a copy that was fine: its change is checked like a delta's, so
+    // snapshots sent every round cannot move the mirror further than deltas could.
+    if (l.synced) {
+      const double change = l2_distance(scratch_, l.copy);
+      if (!guard_.admit(change, l.norms, self_norm_)) {
+        ++counters_.norm_outliers;
+        return reject(l, ReceiveStatus::outlier,
+                      "unasked-for snapshot moves the copy by " + std::to_string(change) + ", an outlier");
+      }
+    }
+    l.degree = delta.degree;
     l.copy.assign(scratch_.begin(), scratch_.end());
     l.synced = true;
     ++counters_.snapshots_applied;
     return {ReceiveStatus::snapshot, true, false, {}};
   }
   const double norm = l2_norm(scratch_);
-  if (!guard_.admit(norm, l.norms)) {
+  if (!guard_.admit(norm, l.norms, self_norm_)) {
     ++counters_.norm_outliers;
-    return reject(l, ReceiveStatus::rejected, "delta norm " + std::to_string(norm) + " is an outlier");
+    return reject(l, ReceiveStatus::outlier, "delta norm " + std::to_string(norm) + " is an outlier");
   }
+  l.degree = delta.degree;
   float* copy = l.copy.data();
   compress::parallel_for(n_, [&](size_t k) { copy[k] += scratch_[k]; });
   ++counters_.deltas_applied;
@@ -229,20 +275,70 @@ MixReport Consensus::mix(std::span<float> theta) {
     throw std::invalid_argument("mix: " + std::to_string(theta.size()) + " values, expected " +
                                 std::to_string(n_));
   MixReport rep;
-  const uint32_t di = degree();
+  std::vector<double> dist;
+  for (const auto& [peer, l] : links_)
+    if (l.synced) dist.push_back(l2_distance(l.copy, self_));
+  // The radius clips in `clip` and only marks far links in `trimmed_mean`; `mean` has no defence.
+  if (cfg_.aggregation != Aggregation::mean)
+    rep.radius = cfg_.clip_radius > 0 ? cfg_.clip_radius : radius_.next(dist);
+  size_t k = 0;
   for (const auto& [peer, l] : links_) {
     if (!l.synced) continue;
-    const double w = 1.0 / (1.0 + std::max(di, l.degree));
-    const double s = cfg_.clip_radius > 0 ? clip_scale(l2_distance(l.copy, self_), cfg_.clip_radius) : 1.0;
-    if (s < 1.0) ++rep.clipped;
-    ++rep.links;
-    const float a = static_cast<float>(cfg_.gamma * w * s);
-    const float* c = l.copy.data();
-    const float* h = self_.data();
-    compress::parallel_for(n_, [&](size_t k) { theta[k] += a * (c[k] - h[k]); });
+    const double d = dist[k++];
+    if (!std::isfinite(d) || (rep.radius > 0 && d > 4 * rep.radius)) rep.far.push_back(peer);
   }
+  if (cfg_.aggregation == Aggregation::trimmed_mean)
+    mix_trimmed(theta, rep);
+  else
+    mix_weighted(theta, dist, rep);
   counters_.clipped += rep.clipped;
   return rep;
+}
+
+void Consensus::mix_weighted(std::span<float> theta, const std::vector<double>& dist, MixReport& rep) {
+  const bool clip = cfg_.aggregation == Aggregation::clip;
+  const uint32_t di = degree();
+  size_t k = 0;
+  double heaviest = 0;
+  for (const auto& [peer, l] : links_) {
+    if (!l.synced) continue;
+    const double d = dist[k++];
+    // Only a non-finite distance clips a link when clipping is off (its pull would be NaN).
+    const double s = clip ? clip_scale(d, rep.radius) : (std::isfinite(d) ? 1.0 : 0.0);
+    if (s < 1.0) ++rep.clipped;
+    ++rep.links;
+    if (s == 0.0) continue;
+    const float a = static_cast<float>(cfg_.gamma * s / (1.0 + std::max(di, l.degree)));
+    if (a * d > heaviest) {
+      heaviest = a * d;
+      rep.heaviest = peer;
+    }
+    const float* c = l.copy.data();
+    const float* h = self_.data();
+    compress::parallel_for(n_, [&](size_t i) { theta[i] += a * (c[i] - h[i]); });
+  }
+}
+
+void Consensus::mix_trimmed(std::span<float> theta, MixReport& rep) {
+  std::vector<const float*> copies;
+  for (const auto& [peer, l] : links_)
+    if (l.synced && std::find(rep.far.begin(), rep.far.end(), peer) == rep.far.end())
+      copies.push_back(l.copy.data());
+  rep.links = static_cast<uint32_t>(copies.size());
+  const size_t m = copies.size() + 1;  // with our own pull, 0
+  // Few links: trim what leaves at least one value (with one link, the plain mean of {0, pull}).
+  const size_t trim = std::min<size_t>(cfg_.trim, (m - 1) / 2), kept = m - 2 * trim;
+  const float* h = self_.data();
+  const double gamma = cfg_.gamma;
+  compress::parallel_for(n_, [&](size_t i) {
+    std::array<float, kMaxDegree + 1> v;  // m ≤ kMaxDegree + 1: link_up refuses more links
+    v[0] = 0.0f;
+    for (size_t j = 0; j < copies.size(); ++j) v[j + 1] = copies[j][i] - h[i];
+    std::sort(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(m));
+    double sum = 0;
+    for (size_t j = trim; j < trim + kept; ++j) sum += v[j];
+    theta[i] += static_cast<float>(gamma * sum / static_cast<double>(kept));
+  });
 }
 
 std::vector<LinkDistance> Consensus::link_distances(std::span<const float> theta) const {

@@ -41,6 +41,17 @@ namespace murmur::gossip {
 // Degrees a neighbour may claim (messages carry them; bounds the MH weights' input).
 inline constexpr uint32_t kMaxDegree = 1024;
 
+// How mix combines the neighbours' copies (docs/algorithm.md, "Guarding the average").
+enum class Aggregation : uint8_t {
+  mean,          // Metropolis–Hastings weights: keeps the swarm's sum exactly; no defence
+  clip,          // the same, each pull θ̂_j − θ̂_i clipped to a radius (ClippedGossip)
+  trimmed_mean,  // per coordinate, the mean of {0, θ̂_j − θ̂_i} without the `trim` lowest and highest
+                 // (fewer when fewer than 2·trim + 1 values)
+};
+// "mean", "clip", "trimmed-mean"; throws std::invalid_argument naming the choices.
+Aggregation parse_aggregation(const std::string& text);
+const char* to_string(Aggregation a);
+
 struct ConsensusConfig {
   double gamma = 1.0;                   // consensus step size γ in (0, 1]; smaller for sign/topk
   std::string codec = "int8:block=64";  // q = C(θ − θ̂): a compress/ spec (codec_spec.h)
@@ -48,7 +59,10 @@ struct ConsensusConfig {
       "fp32";  // fp32 (exact mirror) or bf16 (half the bytes, copy off by ≤ 2⁻⁹ relative)
   std::vector<compress::MatrixView> layout;  // powersgd only: the matrices of θ
   NormGuardConfig guard;                     // norm outlier rejection of incoming deltas
-  double clip_radius = 0;  // centered clipping of each θ̂_j − θ̂_i to this L2 norm; 0 = off
+  Aggregation aggregation = Aggregation::clip;
+  double clip_radius = 0;    // clip: a fixed radius τ for every pull; 0 = adaptive
+  double clip_factor = 2.0;  // clip, adaptive: τ = factor × the median distance ‖θ̂_j − θ̂_i‖ seen
+  uint32_t trim = 1;         // trimmed_mean: values dropped at each end of every coordinate
 };
 
 // What on_delta did with a message.
@@ -58,7 +72,8 @@ enum class ReceiveStatus : uint8_t {
   duplicate,       // sequence number already seen: ignored
   no_link,         // no link to the sender (raced with link_down): ignored
   needs_snapshot,  // the link has no valid copy (gap, earlier rejection): dropped
-  rejected,        // malformed (size, NaN/Inf, bad degree) or norm outlier: dropped
+  rejected,        // malformed (size, NaN/Inf, bad degree): dropped
+  outlier,         // a delta, or an unasked-for snapshot's change, far larger than usual: dropped
 };
 
 struct ReceiveResult {
@@ -83,6 +98,11 @@ struct ConsensusCounters {
 struct MixReport {
   uint32_t links = 0;    // neighbours that took part
   uint32_t clipped = 0;  // of which clipped
+  double radius = 0;     // the clipping radius τ used (0: no clipping)
+  // Links more than 4τ away (clipped to under a quarter; left out of a trimmed mean), or at a
+  // non-finite distance: far outside what the other neighbours do, which honest peers rarely are.
+  std::vector<PeerId> far;
+  std::optional<PeerId> heaviest;  // the link that moved θ the most (weight × clipped distance)
 };
 
 struct LinkDistance {
@@ -134,6 +154,7 @@ class Consensus {
   void link_down(const PeerId& peer);  // drops θ̂_j
   bool has_link(const PeerId& peer) const { return links_.count(peer) != 0; }
   bool link_synced(const PeerId& peer) const;
+  std::vector<PeerId> synced_links() const;
   // θ̂_j, if the link has a valid copy (tests, diagnostics).
   std::optional<std::span<const float>> link_copy(const PeerId& peer) const;
 
@@ -145,7 +166,8 @@ class Consensus {
   // and the caller asks for a snapshot.
   bool on_control(const PeerId& peer, uint64_t seq);
 
-  // θ += γ Σ_j w_ij clip(θ̂_j − θ̂_i) over the synced links.
+  // θ += γ Σ_j w_ij clip(θ̂_j − θ̂_i) over the synced links (or their trimmed mean: the config's
+  // aggregation).
   MixReport mix(std::span<float> theta);
 
   // ‖θ − θ̂_j‖ / ‖θ‖ per synced link, and their mean (0 without synced links).
@@ -168,6 +190,8 @@ class Consensus {
   void decode_scratch(const std::vector<uint8_t>& payload);
   // Digest of θ̂_i while it has not moved since reset_self (cached), else empty.
   const std::vector<uint8_t>& pristine_digest();
+  void mix_weighted(std::span<float> theta, const std::vector<double>& dist, MixReport& rep);
+  void mix_trimmed(std::span<float> theta, MixReport& rep);
 
   size_t n_;
   ConsensusConfig cfg_;
@@ -175,7 +199,9 @@ class Consensus {
   uint64_t seed_;
   compress::Encoder encoder_;
   NormGuard guard_;
+  AdaptiveRadius radius_;
   std::vector<float> self_;  // θ̂_i
+  double self_norm_ = 0;     // ‖θ̂_i‖: the guard's prior scale
   // 1 + the round of the newest delta in θ̂_i; 0 while θ̂_i is unchanged since reset_self.
   uint64_t snapshot_round_ = 0;
   std::vector<uint8_t> digest_;  // of θ̂_i while snapshot_round_ is 0, computed on first use

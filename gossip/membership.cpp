@@ -437,7 +437,8 @@ void Membership::handle(const PeerId& from, const LinkRequest& m, Millis now) {
     if (self_.id < from) return send(peer, LinkReject{m.link_epoch});
     pending_links_.erase(mine);
   }
-  if (links_.size() + pending_links_.size() >= static_cast<size_t>(cfg_.max_degree))
+  if (links_.size() + pending_links_.size() >= static_cast<size_t>(cfg_.max_degree) ||
+      distrusted_.count(from))
     return send(peer, LinkReject{m.link_epoch});
   open_link(peer, m.link_epoch, m.degree, false, now);
   send(peer, LinkAccept{m.link_epoch, degree_with(0)});
@@ -516,7 +517,7 @@ void Membership::run_links(Millis now) {
   const size_t need = want - links_.size() - pending_links_.size();
   for (size_t tries = 0; tries < 4 * need + 8 && candidates.size() < need && !alive_.empty(); ++tries) {
     const Member* m = &members_.at(alive_[rng_.below(alive_.size())]);
-    if (!links_.count(m->info.id) && !pending_links_.count(m->info.id) &&
+    if (!links_.count(m->info.id) && !pending_links_.count(m->info.id) && !distrusted_.count(m->info.id) &&
         std::find(candidates.begin(), candidates.end(), m) == candidates.end())
       candidates.push_back(m);
   }
@@ -533,6 +534,13 @@ void Membership::open_link(const PeerInfo& peer, uint64_t epoch, uint32_t their_
   update_first_expiry();
   ++counters_.links_opened;
   actions_.push_back(LinkUp{peer, epoch, their_degree});
+}
+
+void Membership::distrust(const PeerId& id) {
+  if (distrusted_.size() >= cfg_.max_members) return;  // bounded like the member table
+  distrusted_.insert(id);
+  close_link(id, true);
+  pending_links_.erase(id);
 }
 
 void Membership::close_link(const PeerId& id, bool notify) {

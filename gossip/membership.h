@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <queue>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -113,6 +114,9 @@ class Membership {
   void on_message(const PeerId& from, const Message& m, Millis now);
   // Runs the timers; call it at least every probe_interval / 5.
   void tick(Millis now);
+  // The training layer cut `id` for misbehaving (RoundDriver's Distrusted): close our link to it and
+  // never link with it again (it stays a member: probes and relays do not trust its data).
+  void distrust(const PeerId& id);
   // Graceful exit: Bye to every live member, LinkClose to every neighbour. After
   // this the object ignores all input.
   void leave(Millis now);
@@ -237,6 +241,7 @@ class Membership {
   std::map<PeerId, Link, IdLess> links_;
   Millis first_expiry_ = std::numeric_limits<Millis>::max();  // of links_: run_links scans them only then
   std::map<PeerId, PendingLink, IdLess> pending_links_;
+  std::set<PeerId, IdLess> distrusted_;  // never linked again (distrust)
   std::vector<Action> actions_;
   MembershipCounters counters_;
 };

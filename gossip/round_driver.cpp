@@ -23,7 +23,31 @@ void check_size(std::span<const float> x, size_t n, const char* what) {
                                 std::to_string(n));
 }
 
+bool all_finite(std::span<const float> x) {
+  return std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); });
+}
+
 }  // namespace
+
+const char* to_string(RejectKind k) {
+  switch (k) {
+    case RejectKind::malformed:
+      return "malformed";
+    case RejectKind::outlier:
+      return "outlier";
+    case RejectKind::stale:
+      return "stale";
+    case RejectKind::far:
+      return "far";
+    case RejectKind::gap:
+      return "gap";
+    case RejectKind::nonfinite:
+      return "nonfinite";
+    case RejectKind::diverged:
+      return "diverged";
+  }
+  return "?";
+}
 
 RoundDriver::RoundDriver(size_t n, RoundConfig cfg, uint64_t seed)
     : n_(n),
@@ -47,6 +71,7 @@ void RoundDriver::resume(std::span<const float> theta, std::span<const float> pu
   round_ = round;
   phase_ = Phase::computing;
   fresh_ = false;
+  premix_valid_ = false;
   for (const auto& [peer, l] : links_) consensus_.link_down(peer);
   links_.clear();
 }
@@ -68,17 +93,46 @@ void RoundDriver::request_snapshot(const PeerId& to, Link& l) {
   send(to, l, std::make_shared<const TrainMessage>(ResyncRequest{round_}));
 }
 
-void RoundDriver::reject(const PeerId& from, std::string reason) {
+void RoundDriver::reject(const PeerId& from, RejectKind kind, std::string reason) {
   ++counters_.rejected;
-  actions_.push_back(Rejected{from, std::move(reason)});
+  actions_.push_back(Rejected{from, kind, std::move(reason)});
+  if (kind == RejectKind::gap || kind == RejectKind::nonfinite) return;
+  auto it = links_.find(from);
+  if (it != links_.end()) it->second.strikes.push_back(round_);
+}
+
+// Called where no Link reference is held (the strikes were counted on the links): a link with too many
+// strikes in the window is cut now, whatever the round's phase.
+void RoundDriver::cut_struck_links() {
+  if (cfg_.strikes_to_cut == 0) return;
+  for (auto it = links_.begin(); it != links_.end();) {
+    std::vector<uint64_t>& st = it->second.strikes;
+    std::erase_if(st, [&](uint64_t r) { return r + cfg_.strike_window <= round_; });
+    if (st.size() < cfg_.strikes_to_cut) {
+      ++it;
+      continue;
+    }
+    distrusted_.insert(it->first);
+    ++counters_.distrusted;
+    actions_.push_back(Distrusted{
+        it->first, it->second.epoch,
+        std::to_string(st.size()) + " strikes in " + std::to_string(cfg_.strike_window) + " rounds"});
+    consensus_.link_down(it->first);
+    it = links_.erase(it);
+  }
 }
 
 void RoundDriver::link_up(const PeerId& peer, uint64_t epoch) {
   auto it = links_.find(peer);
   if (it != links_.end() && it->second.epoch == epoch) return;  // repeated event
+  if (distrusts(peer)) {
+    actions_.push_back(Distrusted{peer, epoch, "distrusted earlier"});
+    return;
+  }
   consensus_.link_up(peer, epoch);
   Link& l = links_[peer];
-  l = Link{.epoch = epoch};
+  l = Link{};
+  l.epoch = epoch;
   // Every link starts with a snapshot of our public copy θ̂_i; deltas follow in order.
   send(peer, l, std::make_shared<const TrainMessage>(consensus_.make_snapshot(round_)));
 }
@@ -109,8 +163,10 @@ void RoundDriver::on_message(const PeerId& from, uint64_t epoch, uint64_t seq, c
   if (const auto* d = std::get_if<Delta>(&msg)) {
     on_delta(from, l, seq, *d);
   } else {
-    reject(from, "a ring all-reduce segment on a neighbour link");
+    if (consensus_.on_control(from, seq)) request_snapshot(from, l);
+    reject(from, RejectKind::malformed, "a ring all-reduce segment on a neighbour link");
   }
+  cut_struck_links();
   mix_if_ready(now);
 }
 
@@ -121,12 +177,23 @@ void RoundDriver::on_delta(const PeerId& from, Link& l, uint64_t seq, const Delt
     fresh_ = false;
     if (d.round > round_ + 1) adopt(from, d);
   }
+  // A sender's deltas carry increasing rounds; an older one repeats an increment (or is a replay).
+  if (!d.snapshot && static_cast<int64_t>(d.round) <= l.last_round) {
+    if (consensus_.on_control(from, seq)) request_snapshot(from, l);
+    reject(from, RejectKind::stale,
+           "delta of round " + std::to_string(d.round) + " after round " + std::to_string(l.last_round));
+    return;
+  }
   const ReceiveResult r = consensus_.on_delta(from, seq, d);
   if (r.accepted) {
     l.last_round = newest_round(d);
     if (d.snapshot) l.resync_pending = false;
-  } else if (r.status != ReceiveStatus::duplicate) {
-    reject(from, r.reason);
+  } else if (r.status == ReceiveStatus::rejected) {
+    reject(from, RejectKind::malformed, r.reason);
+  } else if (r.status == ReceiveStatus::outlier) {
+    reject(from, RejectKind::outlier, r.reason);
+  } else if (r.status == ReceiveStatus::needs_snapshot) {
+    reject(from, RejectKind::gap, r.reason);
   }
   if (r.resync) request_snapshot(from, l);
 }
@@ -135,10 +202,11 @@ void RoundDriver::adopt(const PeerId& from, const Delta& snapshot) {
   try {
     compress::decode(snapshot.codec_payload, work_);  // validated: size, NaN/Inf
   } catch (const compress::DecodeError& e) {
-    reject(from, std::string("snapshot to adopt: ") + e.what());
+    reject(from, RejectKind::malformed, std::string("snapshot to adopt: ") + e.what());
     return;
   }
   std::swap(theta_, work_);
+  premix_valid_ = false;
   consensus_.reset_self(theta_);
   round_ = snapshot.round;
   actions_.push_back(Adopted{from, round_});
@@ -149,8 +217,8 @@ void RoundDriver::adopt(const PeerId& from, const Delta& snapshot) {
 void RoundDriver::local_steps_done(std::span<const float> theta_after, Millis now) {
   if (phase_ != Phase::computing) throw std::logic_error("local_steps_done while the round waits to mix");
   check_size(theta_after, n_, "local_steps_done");
-  if (!std::all_of(theta_after.begin(), theta_after.end(), [](float x) { return std::isfinite(x); }))
-    throw std::domain_error("local_steps_done: the parameters hold NaN or Inf");
+  if (!all_finite(theta_after)) throw std::domain_error("local_steps_done: the parameters hold NaN or Inf");
+  premix_valid_ = false;
   std::copy(theta_after.begin(), theta_after.end(), work_.begin());
   outer_.step(theta_, work_, static_cast<float>(cfg_.outer_lr), static_cast<float>(cfg_.outer_momentum));
   auto delta = std::make_shared<const TrainMessage>(consensus_.make_delta(work_, round_));  // checks NaN
@@ -171,6 +239,18 @@ void RoundDriver::mix_now() {
   if (phase_ == Phase::waiting) mix();
 }
 
+bool RoundDriver::rollback() {
+  if (phase_ != Phase::computing || !premix_valid_) return false;
+  std::swap(theta_, work_);
+  premix_valid_ = false;
+  ++counters_.rollbacks;
+  if (heaviest_) {
+    reject(*heaviest_, RejectKind::diverged, "training diverged after mixing its copy: rolled back");
+    cut_struck_links();
+  }
+  return true;
+}
+
 bool RoundDriver::all_in() const {
   return std::all_of(links_.begin(), links_.end(),
                      [&](const auto& kv) { return kv.second.last_round >= static_cast<int64_t>(round_); });
@@ -181,7 +261,19 @@ void RoundDriver::mix_if_ready(Millis now) {
 }
 
 void RoundDriver::mix() {
+  std::copy(theta_.begin(), theta_.end(), work_.begin());
   Mixed m{round_, consensus_.mix(theta_), {}};
+  for (const PeerId& p : m.report.far)
+    reject(p, RejectKind::far,
+           "pull clipped to under a quarter (radius " + std::to_string(m.report.radius) + ")");
+  premix_valid_ = true;
+  heaviest_ = m.report.heaviest;
+  if (!all_finite(theta_)) {  // only overflow of huge but finite copies gets here: keep the round's θ
+    std::swap(theta_, work_);
+    premix_valid_ = false;
+    ++counters_.mixes_undone;
+    reject(PeerId{}, RejectKind::nonfinite, "mixing would leave NaN/Inf in the parameters: undone");
+  }
   for (auto it = links_.begin(); it != links_.end();) {
     if (it->second.last_round < static_cast<int64_t>(round_)) m.late.push_back(it->first);
     if (!it->second.closing) {
@@ -195,6 +287,7 @@ void RoundDriver::mix() {
   actions_.push_back(std::move(m));
   ++round_;
   phase_ = Phase::computing;
+  cut_struck_links();
 }
 
 }  // namespace murmur::gossip

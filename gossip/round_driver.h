@@ -15,6 +15,9 @@
 //   - the snapshot a new link starts with (by digest while θ̂ is the shared start), resync requests when
 //     a mirror is invalid (gap, rejection) and the full snapshot that answers them;
 //   - late join: a fresh peer adopts the first snapshot of a swarm more than a round ahead;
+//   - hostile neighbours: stale or malformed deltas, outliers and pulls far beyond the other links' are
+//     strikes; a link with strikes_to_cut of them within strike_window rounds is cut for good (Distrusted),
+//     and a mix that would leave non-finite parameters is undone;
 //   - the deferred link-down: a neighbour that went away after sending this round's delta has already
 //     mixed with our public copy, so its copy is kept for our mix of that round (else the pair's exchange
 //     would be one-sided and the swarm's average would move) and dropped after it.
@@ -24,6 +27,7 @@
 #pragma once
 
 #include <boost/container/flat_map.hpp>
+#include <boost/container/flat_set.hpp>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -48,7 +52,9 @@ struct RoundConfig {
   ConsensusConfig consensus;
   double outer_lr = 0.7;  // Nesterov outer step (DiLoCo); 1 and 0 give plain local SGD
   double outer_momentum = 0.9;
-  Millis wait_max = 5000;  // most a round waits for its neighbours' deltas before mixing without them
+  Millis wait_max = 5000;       // most a round waits for its neighbours' deltas before mixing without them
+  uint32_t strikes_to_cut = 3;  // strikes (see RejectKind) within strike_window rounds cut a link; 0 = never
+  uint32_t strike_window = 8;
 };
 
 // Send `msg` on the link (to, epoch) with sequence number `seq`. A delta goes to every link as one
@@ -71,18 +77,41 @@ struct Mixed {
   MixReport report;
   std::vector<PeerId> late;
 };
-// A message from `from` was dropped (malformed, norm outlier, another layer's message): for logs.
+// Why a neighbour's contribution was dropped or cut down; all but `gap` are strikes against the link.
+enum class RejectKind : uint8_t {
+  malformed,  // undecodable, wrong size, NaN/Inf, impossible degree, a message of another layer
+  outlier,    // a delta (or an unasked-for snapshot's change) far larger than the link's usual
+  stale,      // a delta of a round the mirror already holds
+  far,        // its copy was clipped to under a quarter in the mix: far beyond the other links
+  gap,        // a lost message left the mirror invalid (resync asked): no fault of the sender
+  nonfinite,  // the mix would have left NaN/Inf in θ (undone; not pinned on one link)
+  diverged,   // training diverged right after a mix (rollback): the link that pulled hardest
+};
+const char* to_string(RejectKind k);
+
+// A message from `from` was dropped or its pull cut down: for logs and metrics.
 struct Rejected {
   PeerId from{};
+  RejectKind kind = RejectKind::malformed;
   std::string reason;
 };
-using RoundAction = std::variant<SendTrain, Adopted, Mixed, Rejected>;
+// The link to `peer` was cut for repeated strikes, and links it asks for later are refused: the driver's
+// network layer closes it and keeps the peer off its neighbour list.
+struct Distrusted {
+  PeerId peer{};
+  uint64_t epoch = 0;
+  std::string reason;
+};
+using RoundAction = std::variant<SendTrain, Adopted, Mixed, Rejected, Distrusted>;
 
 struct RoundCounters {
   uint64_t rejected = 0;           // Rejected actions
   uint64_t resyncs_requested = 0;  // ResyncRequests sent
   uint64_t resyncs_served = 0;     // full snapshots sent in answer
   uint64_t late_links = 0;         // links mixed without their round's delta (deadline)
+  uint64_t distrusted = 0;         // links cut for strikes
+  uint64_t mixes_undone = 0;       // mixes that would have left NaN/Inf in θ
+  uint64_t rollbacks = 0;          // rollback() calls that went back
 };
 
 class RoundDriver {
@@ -102,7 +131,8 @@ class RoundDriver {
               std::span<const float> momentum, uint64_t round);
 
   // -- inputs ---------------------------------------------------------------------------------------
-  // A neighbour link came up (both sides agreed): it starts with our snapshot.
+  // A neighbour link came up (both sides agreed): it starts with our snapshot. A distrusted peer's
+  // link is refused (Distrusted again).
   void link_up(const PeerId& peer, uint64_t epoch);
   // It went down; a link of another epoch is left alone.
   void link_down(const PeerId& peer, uint64_t epoch, Millis now);
@@ -116,6 +146,10 @@ class RoundDriver {
   void tick(Millis now);
   // Mix a waiting round now with the copies at hand (the driver stops: interrupt, time limit).
   void mix_now();
+  // Training diverged (non-finite loss) in the round that the last mix started: θ goes back to what it
+  // was before that mix, and the link that pulled hardest takes a strike. Returns false when there is
+  // no such state (no mix since the start, an adoption or a rollback): the caller cannot go back.
+  bool rollback();
 
   std::vector<RoundAction> take_actions() { return std::exchange(actions_, {}); }
 
@@ -133,6 +167,7 @@ class RoundDriver {
   Consensus& consensus() { return consensus_; }  // codec choice, public copy, distances, counters
   const Consensus& consensus() const { return consensus_; }
   const RoundCounters& counters() const { return counters_; }
+  bool distrusts(const PeerId& peer) const { return distrusted_.count(peer) != 0; }
 
  private:
   struct Link {
@@ -140,14 +175,17 @@ class RoundDriver {
     uint64_t send_seq = 0;
     int64_t last_round = -1;  // newest round of theirs our mirror holds
     bool resync_pending = false;
-    bool closing = false;  // went down after its delta of this round: mixes once more, then goes
+    bool closing = false;           // went down after its delta of this round: mixes once more, then goes
+    std::vector<uint64_t> strikes;  // rounds of the strikes within the window
   };
   void send(const PeerId& to, Link& l, std::shared_ptr<const TrainMessage> msg);
   void send_full_snapshot(const PeerId& to, Link& l);
   void request_snapshot(const PeerId& to, Link& l);
   void on_delta(const PeerId& from, Link& l, uint64_t seq, const Delta& d);
   void adopt(const PeerId& from, const Delta& snapshot);
-  void reject(const PeerId& from, std::string reason);
+  // Logs the rejection; a strike against the link unless kind is gap or nonfinite.
+  void reject(const PeerId& from, RejectKind kind, std::string reason);
+  void cut_struck_links();
   bool all_in() const;
   void mix_if_ready(Millis now);
   void mix();
@@ -161,8 +199,11 @@ class RoundDriver {
   Phase phase_ = Phase::computing;
   bool fresh_ = false;
   Millis deadline_ = 0;
+  bool premix_valid_ = false;       // work_ holds θ before the last mix (rollback)
+  std::optional<PeerId> heaviest_;  // the last mix's heaviest pull
   // Ordered like Consensus's links; a handful, searched on every message.
   boost::container::flat_map<PeerId, Link, IdLess> links_;
+  boost::container::flat_set<PeerId, IdLess> distrusted_;
   std::vector<RoundAction> actions_;
   RoundCounters counters_;
 };

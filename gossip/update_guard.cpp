@@ -29,8 +29,9 @@ std::optional<double> NormGuard::reference(const NormHistory& link) const {
   return std::nullopt;
 }
 
-bool NormGuard::admit(double norm, NormHistory& link) {
+bool NormGuard::admit(double norm, NormHistory& link, double scale) {
   if (!std::isfinite(norm)) return false;
+  if (cfg_.max_relative > 0 && scale > 0 && norm > cfg_.max_relative * scale) return false;
   if (cfg_.factor > 0) {
     // A zero median (converged, all-zero deltas) gives no scale to compare with.
     const std::optional<double> ref = reference(link);
@@ -41,9 +42,29 @@ bool NormGuard::admit(double norm, NormHistory& link) {
   return true;
 }
 
+void NormGuard::record_own(double norm) {
+  if (std::isfinite(norm)) all_.add(norm);
+}
+
 double clip_scale(double norm, double tau) {
+  if (!std::isfinite(norm)) return 0.0;
   if (tau <= 0 || norm <= tau) return 1.0;
   return tau / norm;
+}
+
+double AdaptiveRadius::next(std::span<const double> distances) {
+  std::vector<double> v = history_.values();
+  for (const double d : distances)
+    if (std::isfinite(d)) v.push_back(d);
+  const size_t fresh = v.size() - history_.count();
+  if (fresh == 0) return 0.0;
+  // The lower median: with two links and one of them hostile, the honest one sets the scale.
+  const auto mid = v.begin() + static_cast<std::ptrdiff_t>((v.size() - 1) / 2);
+  std::nth_element(v.begin(), mid, v.end());
+  const double tau = factor_ * *mid;
+  for (const double d : distances)
+    if (std::isfinite(d)) history_.add(std::min(d, tau));
+  return tau;
 }
 
 double l2_norm(std::span<const float> x) {

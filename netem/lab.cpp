@@ -1,7 +1,6 @@
 #include "netem/lab.h"
 
 #include <cmath>
-#include <limits>
 #include <stdexcept>
 
 #include "compress/codec_spec.h"
@@ -21,11 +20,13 @@ void validate(const LabConfig& c) {
   if (c.peers < 1 || c.peers > 4096) fail("peers must be within 1..4096");
   if (c.rounds < 1) fail("rounds must be at least 1");
   if (c.inner_steps < 1) fail("inner-steps must be at least 1");
-  if (!(c.outer_lr >= 0 && c.outer_lr <= 10)) fail("outer-lr must be within 0..10");
-  if (!(c.outer_momentum >= 0 && c.outer_momentum < 1)) fail("outer-momentum must be in [0, 1)");
+  if (!(c.round.outer_lr >= 0 && c.round.outer_lr <= 10)) fail("outer-lr must be within 0..10");
+  if (!(c.round.outer_momentum >= 0 && c.round.outer_momentum < 1)) fail("outer-momentum must be in [0, 1)");
   if (c.degree < 1 || c.degree > 64) fail("degree must be within 1..64");
   if (c.relink_every < 0) fail("relink-every must be >= 0");
   if (c.eval_every < 1) fail("eval-every must be at least 1");
+  if (c.byzantine > 0 && c.algo != "gossip") fail("Byzantine peers need the gossip algorithm");
+  if (c.byzantine >= c.peers) fail("at least one peer must be honest");
 }
 
 double ring_allreduce_bytes(size_t n, size_t p) {
@@ -60,7 +61,7 @@ std::vector<LabPoint> run_lab(SimObjective& obj, const LabConfig& c,
                               const std::function<void(const LabPoint&)>& progress) {
   validate(c);
   const size_t n = obj.dim(), peers = c.peers;
-  const float lr = static_cast<float>(c.outer_lr), mu = static_cast<float>(c.outer_momentum);
+  const float lr = static_cast<float>(c.round.outer_lr), mu = static_cast<float>(c.round.outer_momentum);
   std::vector<LabPoint> out;
   auto emit = [&](LabPoint p) {
     if (progress) progress(p);
@@ -106,20 +107,27 @@ std::vector<LabPoint> run_lab(SimObjective& obj, const LabConfig& c,
     return out;
   }
 
-  // gossip: the ideal network never makes a round wait, so no deadline is needed.
-  g::RoundConfig rc{c.consensus, c.outer_lr, c.outer_momentum, std::numeric_limits<g::Millis>::max() / 2};
-  LockstepSwarm swarm(std::vector<std::vector<float>>(peers, obj.initial()), rc, c.seed);
+  // gossip: the ideal network makes a round wait only for what attackers withhold; the clock is virtual.
+  LockstepSwarm swarm(std::vector<std::vector<float>>(peers, obj.initial()), c.round, c.seed);
+  const size_t honest = peers - c.byzantine;
+  for (size_t i = honest; i < peers; ++i)
+    swarm.adversaries.emplace(int(i), g::Adversary(c.attack, c.seed + i));
   SplitMix64 rng(mix64(c.seed ^ 0x1ab));
   for (int64_t r = 0; r < c.rounds; ++r) {
     if (r == 0 || (c.relink_every > 0 && r % c.relink_every == 0))
       swarm.set_graph(random_graph(int(peers), c.degree, rng));
-    const bool mixed =
-        swarm.round([&](int i, std::vector<float>& th) { obj.local_steps(size_t(i), th, uint64_t(r)); });
-    if (!mixed) throw std::logic_error("lab: a gossip round did not mix on the ideal network");
+    if (!swarm.round([&](int i, std::vector<float>& th) { obj.local_steps(size_t(i), th, uint64_t(r)); })) {
+      if (c.byzantine == 0) throw std::logic_error("lab: a gossip round did not mix on the ideal network");
+      swarm.expire();
+    }
     if (eval_due(c, r + 1)) {
       double bytes = 0;
       for (uint64_t b : swarm.bytes_sent) bytes += double(b) / double(peers);
-      emit(point_of(obj, r + 1, swarm.model, bytes));
+      const std::vector<std::vector<float>> models(swarm.model.begin(),
+                                                   swarm.model.begin() + std::ptrdiff_t(honest));
+      LabPoint p = point_of(obj, r + 1, models, bytes);
+      p.links_cut = swarm.cuts.size();
+      emit(p);
     }
   }
   return out;

@@ -14,7 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "gossip/consensus.h"
+#include "gossip/byzantine.h"
+#include "gossip/round_driver.h"
 #include "netem/sim_objective.h"
 
 namespace murmur::netem {
@@ -24,12 +25,14 @@ struct LabConfig {
   size_t peers = 4;
   int64_t rounds = 8;  // of H steps each (allreduce: H steps between evaluations)
   int64_t inner_steps = 50;
-  double outer_lr = 0.7, outer_momentum = 0.9;  // diloco and gossip
-  gossip::ConsensusConfig consensus;            // gossip
-  int degree = 3;                               // gossip: random links per peer (at most)
-  int64_t relink_every = 0;                     // gossip: a new random graph every N rounds; 0 = one graph
-  int64_t eval_every = 1;                       // rounds between evaluations (the last is always one)
+  gossip::RoundConfig round;  // outer step (diloco and gossip); consensus, guard and strikes (gossip)
+  int degree = 3;             // gossip: random links per peer (at most)
+  int64_t relink_every = 0;   // gossip: a new random graph every N rounds; 0 = one graph
+  int64_t eval_every = 1;     // rounds between evaluations (the last is always one)
   uint64_t seed = 1;
+  // gossip: the last `byzantine` peers attack (gossip/byzantine.h); the points are the honest peers'.
+  size_t byzantine = 0;
+  gossip::AttackConfig attack;
 };
 
 // Throws std::invalid_argument naming a bad field.
@@ -37,10 +40,11 @@ void validate(const LabConfig& c);
 
 struct LabPoint {
   int64_t round = 0;          // rounds done
-  double loss = 0;            // mean over the peers of each one's own model's loss (what peers report)
+  double loss = 0;            // mean over the (honest) peers of each one's own model's loss
   double loss_of_mean = 0;    // of the peers' average model
   double consensus = 0;       // max over peers of ‖θ_i − θ̄‖ / ‖θ̄‖
   double bytes_per_peer = 0;  // sent so far, mean over the peers
+  uint64_t links_cut = 0;     // gossip: links a peer cut for strikes, so far
 };
 
 // Runs the algorithm; `progress` sees every evaluation as it is made. Returns them all.

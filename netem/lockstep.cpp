@@ -66,8 +66,10 @@ LockstepSwarm::LockstepSwarm(const std::vector<std::vector<float>>& start, const
 void LockstepSwarm::collect(int i) {
   std::shared_ptr<const g::TrainMessage> last;  // a delta goes to every link: size it once
   size_t bytes = 0;
+  const auto adversary = adversaries.find(i);
   for (g::RoundAction& a : peers[i].take_actions()) {
     if (auto* s = std::get_if<g::SendTrain>(&a)) {
+      if (adversary != adversaries.end()) s->msg = adversary->second.forge(peers[i], *s);
       if (s->msg != last) {
         bytes = g::wire::encoded_size(*s->msg);
         last = s->msg;
@@ -82,6 +84,9 @@ void LockstepSwarm::collect(int i) {
       model[i].assign(peers[i].theta().begin(), peers[i].theta().end());
     } else if (auto* r = std::get_if<g::Rejected>(&a)) {
       rejections.push_back(std::move(r->reason));
+    } else if (auto* d = std::get_if<g::Distrusted>(&a)) {
+      cuts.emplace_back(i, *d);
+      disconnect(i, lockstep_index(d->peer));
     }
   }
 }
@@ -98,15 +103,16 @@ void LockstepSwarm::deliver() {
 
 void LockstepSwarm::connect(int i, int j) {
   const uint64_t e = ++next_epoch_;
+  edges.insert(std::minmax(i, j));  // first: a peer that refuses the link disconnects it in collect
+  epochs[std::minmax(i, j)] = e;
   peers[i].link_up(lockstep_id(j), e);
   peers[j].link_up(lockstep_id(i), e);
   collect(i);
   collect(j);
-  edges.insert(std::minmax(i, j));
-  epochs[std::minmax(i, j)] = e;
 }
 
 void LockstepSwarm::disconnect(int i, int j) {
+  if (!edges.contains(std::minmax(i, j))) return;
   const uint64_t e = epochs.at(std::minmax(i, j));
   peers[i].link_down(lockstep_id(j), e, now);
   peers[j].link_down(lockstep_id(i), e, now);
@@ -136,6 +142,16 @@ bool LockstepSwarm::round(const std::function<void(int, std::vector<float>&)>& l
   deliver();
   return std::all_of(peers.begin(), peers.end(),
                      [](const g::RoundDriver& p) { return p.phase() == g::RoundDriver::Phase::computing; });
+}
+
+void LockstepSwarm::expire() {
+  for (const g::RoundDriver& p : peers)
+    if (auto d = p.deadline()) now = std::max(now, *d);
+  for (int i = 0; i < size(); ++i) {
+    peers[i].tick(now);
+    collect(i);
+  }
+  deliver();
 }
 
 uint64_t LockstepSwarm::rejected() const {

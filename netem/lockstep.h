@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "gossip/byzantine.h"
 #include "gossip/round_driver.h"
 #include "model/rng.h"
 
@@ -53,12 +54,15 @@ class LockstepSwarm {
   void collect(int i);  // carries out peer i's actions
   void deliver();       // hands over everything on the wire, and what the receivers send in turn
   void connect(int i, int j);
-  void disconnect(int i, int j);
+  void disconnect(int i, int j);               // a no-op for a pair without a link
   void set_graph(const std::set<Edge>& next);  // links and unlinks, then delivers
   void done(int i);                            // peer i's local steps are done: its model goes to the driver
   // Every peer's local steps (`local` changes its model; none by default), then every message delivered.
   // Returns false if a peer did not mix (its round still waits: a message was dropped or tampered with).
   bool round(const std::function<void(int, std::vector<float>&)>& local = {});
+  // Moves the clock to the last deadline of the peers still waiting, so they mix without the deltas
+  // that never came (dropped or refused), then delivers what follows.
+  void expire();
 
   std::vector<float> average() const { return mean_of(model); }
   double distance() const { return spread(model); }
@@ -75,7 +79,10 @@ class LockstepSwarm {
   std::vector<std::pair<int, gossip::Mixed>> mixes;  // by peer, in order
   std::vector<std::pair<int, gossip::Adopted>> adoptions;
   std::vector<std::string> rejections;
-  std::function<bool(Msg&)> on_wire;  // sees each message before delivery; false drops it
+  std::vector<std::pair<int, gossip::Distrusted>> cuts;  // links cut for strikes, by the peer that cut
+  std::function<bool(Msg&)> on_wire;                     // sees each message before delivery; false drops it
+  // Byzantine peers: what their drivers send goes through their Adversary first (and is counted as sent).
+  std::map<int, gossip::Adversary> adversaries;
 
  private:
   uint64_t next_epoch_ = 0;

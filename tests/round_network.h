@@ -14,9 +14,15 @@ using netem::Edge;
 
 inline gossip::PeerId pid(int i) { return netem::lockstep_id(i); }
 
-// Plain local SGD in the driver (outer lr 1, no momentum), so tests of consensus see θ' unchanged.
+// Plain local SGD in the driver (outer lr 1, no momentum), so tests of consensus see θ' unchanged, and
+// the defences against hostile peers off (plain Metropolis–Hastings mixing, no norm prior, no strikes),
+// so they see CHOCO's exact averaging from starting points far apart (docs/robustness.md has the
+// defences' own tests).
 inline gossip::RoundConfig plain_round(const char* codec, double gamma) {
   gossip::RoundConfig c;
+  c.consensus.aggregation = gossip::Aggregation::mean;
+  c.consensus.guard.max_relative = 0;
+  c.strikes_to_cut = 0;
   c.consensus.codec = codec;
   c.consensus.gamma = gamma;
   c.outer_lr = 1.0;

@@ -42,6 +42,7 @@ Vec gaussian(size_t n, uint64_t seed, double mean = 0, double sd = 1) {
 
 ConsensusConfig config(const char* codec, double gamma) {
   ConsensusConfig c;
+  c.aggregation = g::Aggregation::mean;
   c.codec = codec;
   c.gamma = gamma;
   return c;
@@ -424,23 +425,49 @@ TEST(UpdateGuard, NormOutlierIsRejectedAfterWarmUp) {
   }
   Vec huge(Pair::n, 100.0f);  // norm 1600 against a median of about 1.6
   const g::ReceiveResult r = p.send_raw(murmur::compress::Encoder("fp32").encode(huge));
-  EXPECT_EQ(r.status, g::ReceiveStatus::rejected);
+  EXPECT_EQ(r.status, g::ReceiveStatus::outlier);
   EXPECT_TRUE(r.resync);
   EXPECT_EQ(p.b.counters().norm_outliers, 1u);
   EXPECT_EQ(p.b.counters().deltas_applied, 8u);
 
-  // During the warm-up nothing is compared (a fresh guard accepts it).
+  // Before any history the prior holds: a delta larger than twice ‖θ̂‖ (about 16 here) is refused, a
+  // large but plausible one is not; without the prior, a fresh guard has nothing to compare with.
   Pair fresh(cfg);
-  EXPECT_TRUE(fresh.send_raw(murmur::compress::Encoder("fp32").encode(huge)).accepted);
+  EXPECT_EQ(fresh.send_raw(murmur::compress::Encoder("fp32").encode(huge)).status, g::ReceiveStatus::outlier);
+  EXPECT_TRUE(fresh.send(fresh.a.make_full_snapshot(0)).accepted);
+  EXPECT_TRUE(fresh.send_raw(murmur::compress::Encoder("fp32").encode(Vec(Pair::n, 1.0f))).accepted);
+  cfg.guard.max_relative = 0;
+  Pair no_prior(cfg);
+  EXPECT_TRUE(no_prior.send_raw(murmur::compress::Encoder("fp32").encode(huge)).accepted);
+}
+
+// A snapshot on a link whose copy is fine (nobody asked for it) is judged by the change it makes,
+// like a delta: snapshots sent every round cannot move a mirror further than deltas could.
+TEST(UpdateGuard, UnaskedForSnapshotsAreBoundedLikeDeltas) {
+  Pair p(config("fp32", 1.0));
+  Vec theta(p.a.public_copy().begin(), p.a.public_copy().end());
+  for (int r = 0; r < 10; ++r) {
+    for (float& x : theta) x += 0.01f;
+    ASSERT_TRUE(p.send(p.a.make_delta(theta, static_cast<uint64_t>(r))).accepted);
+  }
+  ASSERT_TRUE(p.send(p.a.make_full_snapshot(10)).accepted);  // the same state: no change
+  Vec poison(p.a.public_copy().begin(), p.a.public_copy().end());
+  for (float& x : poison) x *= -1000.0f;
+  const g::ReceiveResult r = p.send_raw(murmur::compress::Encoder("fp32").encode(poison), true);
+  EXPECT_EQ(r.status, g::ReceiveStatus::outlier);
+  EXPECT_TRUE(r.resync);
+  EXPECT_FALSE(p.b.link_synced(pid(0)));
+  // Asked for (the link has no copy now), the whole state is taken: mixing's clipping bounds it.
+  EXPECT_TRUE(p.send(p.a.make_full_snapshot(11)).accepted);
 }
 
 TEST(UpdateGuard, NormGuardFallsBackToAllLinksForAYoungLink) {
   g::NormGuard guard({.factor = 5, .window = 8, .warmup = 3});
   g::NormHistory old_link = guard.make_history(), young = guard.make_history();
-  for (double v : {1.0, 1.2, 0.9, 1.1}) EXPECT_TRUE(guard.admit(v, old_link));
-  EXPECT_FALSE(guard.admit(50, young));  // judged against all links' median
-  EXPECT_TRUE(guard.admit(4, young));
-  EXPECT_FALSE(guard.admit(NAN, old_link));
+  for (double v : {1.0, 1.2, 0.9, 1.1}) EXPECT_TRUE(guard.admit(v, old_link, 0));
+  EXPECT_FALSE(guard.admit(50, young, 0));  // judged against all links' median
+  EXPECT_TRUE(guard.admit(4, young, 0));
+  EXPECT_FALSE(guard.admit(NAN, old_link, 0));
   EXPECT_EQ(young.count(), 1u);
 }
 
@@ -450,8 +477,14 @@ TEST(UpdateGuard, NormGuardFallsBackToAllLinksForAYoungLink) {
 TEST(UpdateGuard, CenteredClippingBoundsAByzantineNeighbour) {
   constexpr double tau = 0.5;
   for (double clip : {tau, 0.0}) {
+    // Clipping alone: the guard (which refuses these snapshots) and the strikes (which cut the link)
+    // are off.
     g::RoundConfig cfg = murmur::test::plain_round("int8:block=64", 1.0);
+    cfg.consensus.aggregation = clip > 0 ? g::Aggregation::clip : g::Aggregation::mean;
     cfg.consensus.clip_radius = clip;
+    cfg.consensus.guard.factor = 0;
+    cfg.consensus.guard.max_relative = 0;
+    cfg.strikes_to_cut = 0;
     std::vector<Vec> start;
     for (int i = 0; i < 4; ++i) start.push_back(gaussian(512, 1100 + static_cast<uint64_t>(i), 0.5 * i, 1.0));
     RoundNet s(start, cfg, 11);

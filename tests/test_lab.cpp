@@ -24,7 +24,7 @@ std::vector<LabPoint> run(const std::string& algo, const std::string& codec = "f
   c.peers = kPeers;
   c.rounds = rounds;
   c.inner_steps = kH;
-  c.consensus.codec = codec;
+  c.round.consensus.codec = codec;
   c.degree = 3;
   c.eval_every = 5;
   return run_lab(*obj, c);
@@ -78,7 +78,7 @@ TEST(Lab, RingBytesAndBadConfigs) {
   c.peers = 0;
   EXPECT_THROW(validate(c), std::invalid_argument);
   c = LabConfig{};
-  c.outer_momentum = 1;
+  c.round.outer_momentum = 1;
   EXPECT_THROW(validate(c), std::invalid_argument);
 }
 

@@ -33,6 +33,9 @@ struct LabArgs {
   int64_t relink_every = 0;
   size_t peers = 0;  // 0: the scenario's
   uint64_t seed = 1;
+  size_t byzantine = 0;  // gossip: the last N peers attack
+  std::string attack = "sign-flip";
+  double attack_scale = 0;
 };
 
 // "gossip" or "gossip/CODEC": the algorithm and, for gossip, the codec (else [training] codec).
@@ -67,7 +70,8 @@ json to_json(const Run& r, double tokens_per_round) {
                    {"loss", p.loss},
                    {"loss_of_mean", p.loss_of_mean},
                    {"consensus", p.consensus},
-                   {"bytes_per_peer", p.bytes_per_peer}});
+                   {"bytes_per_peer", p.bytes_per_peer},
+                   {"links_cut", p.links_cut}});
   const netem::LabPoint& last = r.points.back();
   return {{"name", r.variant.name},
           {"algo", r.variant.algo},
@@ -162,11 +166,10 @@ void run_lab(const LabArgs& a) {
       c.peers = peers;
       c.rounds = base_rounds * m;
       c.inner_steps = base.inner_steps;
-      c.outer_lr = base.outer_lr;
-      c.outer_momentum = base.outer_momentum;
-      c.consensus.codec = v.codec;
-      c.consensus.gamma = base.gamma;
-      c.consensus.clip_radius = base.clip_radius;
+      c.round = peer::round_config(base);
+      c.round.consensus.codec = v.codec;
+      c.byzantine = a.byzantine;
+      if (a.byzantine > 0) c.attack = {gossip::parse_attack(a.attack), a.attack_scale};
       c.degree = base.degree;
       c.relink_every = a.relink_every;
       c.eval_every = std::max<int64_t>(1, c.rounds / std::max<int64_t>(1, a.evals));
@@ -193,6 +196,8 @@ void run_lab(const LabArgs& a) {
                                                    {"model", cfg.describe()},
                                                    {"params", cfg.num_params()},
                                                    {"inner_steps", base.inner_steps},
+                                                   {"byzantine", a.byzantine},
+                                                   {"attack", a.byzantine > 0 ? a.attack : ""},
                                                    {"runs", all}}
                                                       .dump(2) +
                                                   "\n");
@@ -238,6 +243,15 @@ void add_netem_lab(CLI::App& netem) {
   sub->add_option("--peers", a->peers, "Number of peers (default: the scenario's)")
       ->check(CLI::Range(1, 4096));
   sub->add_option("--seed", a->seed, "Seed of the neighbour graphs")->capture_default_str();
+  sub->add_option("--byzantine", a->byzantine,
+                  "gossip: the last N peers attack their neighbours (losses are the honest peers')")
+      ->check(CLI::Range(0, 4095));
+  sub->add_option("--attack", a->attack,
+                  "With --byzantine: sign-flip, random, stale, nan, snapshot, alie or ipm "
+                  "(docs/robustness.md)")
+      ->capture_default_str();
+  sub->add_option("--attack-scale", a->attack_scale, "The attack's strength (0 = its default)")
+      ->check(CLI::NonNegativeNumber);
   sub->callback([a] { run_lab(*a); });
 }
 

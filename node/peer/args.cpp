@@ -1,10 +1,30 @@
 #include "node/peer/args.h"
 
+#include <cmath>
 #include <stdexcept>
 
 #include "model/config.h"
 
 namespace murmur::peer {
+
+namespace {
+
+// A CLI11 check that accepts what `parse` accepts, with its error message.
+template <typename Parse>
+CLI::Validator parsed_by(Parse parse) {
+  return CLI::Validator(
+      [parse](std::string& text) {
+        try {
+          parse(text);
+          return std::string();
+        } catch (const std::invalid_argument& e) {
+          return std::string(e.what());
+        }
+      },
+      "");
+}
+
+}  // namespace
 
 void add_peer_options(CLI::App& cmd, PeerArgs& a) {
   const std::string net = "Identity and network", model = "Run and model", train = "Local training",
@@ -81,11 +101,43 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
                  "With --round-budget-s: candidate codecs, fine to coarse, separated by ';'")
       ->capture_default_str()
       ->group(algo);
-  cmd.add_option(
-         "--clip-radius", a.clip_radius,
-         "Robust aggregation: clip each neighbour's pull (theta_j - theta_i) to this L2 norm (0 = off)")
+  const std::string robust = "Robustness against hostile neighbours";
+  cmd.add_option("--aggregation", a.aggregation,
+                 "How a peer mixes its neighbours' copies: clip (each pull theta_j - theta_i clipped to a "
+                 "radius), trimmed-mean (per value, without the --trim lowest and highest) or mean (no "
+                 "defence)")
+      ->capture_default_str()
+      ->check(parsed_by(gossip::parse_aggregation))
+      ->group(robust);
+  cmd.add_option("--clip-radius", a.clip_radius,
+                 "clip: a fixed L2 radius for every pull (0 = adaptive: --clip-factor x the median "
+                 "distance to the neighbours, recent rounds included)")
+      ->capture_default_str()
       ->check(CLI::NonNegativeNumber)
-      ->group(algo);
+      ->group(robust);
+  cmd.add_option("--clip-factor", a.clip_factor, "clip, adaptive: the radius in median distances")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 100.0))
+      ->group(robust);
+  cmd.add_option("--trim", a.trim, "trimmed-mean: values dropped at each end of every coordinate")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 16))
+      ->group(robust);
+  cmd.add_option("--strikes-to-cut", a.strikes_to_cut,
+                 "Cut a neighbour for good after this many strikes (malformed, stale, outlier or far "
+                 "contributions) within 8 rounds (0 = never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000))
+      ->group(robust);
+  cmd.add_option("--byzantine", a.byzantine,
+                 "Experiments only: make this peer attack its neighbours (sign-flip, random, stale, nan, "
+                 "snapshot, alie, ipm; see docs/robustness.md)")
+      ->check(parsed_by(gossip::parse_attack))
+      ->group(robust);
+  cmd.add_option("--attack-scale", a.attack_scale,
+                 "With --byzantine: the attack's strength (0 = its default)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(robust);
   cmd.add_option("--degree", a.degree, "Target number of neighbour links")
       ->capture_default_str()
       ->check(CLI::Range(1, 64))
@@ -151,6 +203,26 @@ void validate_peer_args(const PeerArgs& a) {
   if ((a.algo == "allreduce" || a.algo == "diloco") && a.expect_peers < 1)
     throw std::invalid_argument("--algo " + a.algo + " needs --expect-peers N (the ring's size)");
   if (a.train.steps < a.inner_steps) throw std::invalid_argument("--steps must be at least --inner-steps");
+}
+
+gossip::RoundConfig round_config(const PeerArgs& a) {
+  gossip::RoundConfig c;
+  c.consensus.gamma = a.gamma;
+  c.consensus.codec = a.codec;
+  c.consensus.aggregation = gossip::parse_aggregation(a.aggregation);
+  c.consensus.clip_radius = a.clip_radius;
+  c.consensus.clip_factor = a.clip_factor;
+  c.consensus.trim = a.trim;
+  c.outer_lr = a.outer_lr;
+  c.outer_momentum = a.outer_momentum;
+  c.wait_max = static_cast<gossip::Millis>(std::llround(a.wait_max_s * 1e3));
+  c.strikes_to_cut = a.strikes_to_cut;
+  return c;
+}
+
+std::optional<gossip::AttackConfig> attack_config(const PeerArgs& a) {
+  if (a.byzantine.empty()) return std::nullopt;
+  return gossip::AttackConfig{gossip::parse_attack(a.byzantine), a.attack_scale};
 }
 
 }  // namespace murmur::peer

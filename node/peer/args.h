@@ -5,10 +5,13 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "gossip/byzantine.h"
+#include "gossip/round_driver.h"
 #include "node/run/options.h"
 
 namespace murmur::peer {
@@ -44,7 +47,14 @@ struct PeerArgs {
   std::string codec = "int8:block=64";
   double round_budget_s = 0;  // > 0: pick the codec per round so a round's sends fit this many seconds
   std::string codec_ladder = "fp32;bf16;int8:block=64;int4:block=64;sign:block=256";
-  double clip_radius = 0;  // centered clipping of each neighbour's contribution (0 = off)
+  // robustness against hostile neighbours (docs/algorithm.md, "Guarding the average")
+  std::string aggregation = "clip";  // mean | clip | trimmed-mean
+  double clip_radius = 0;            // clip: fixed radius; 0 = adaptive (clip_factor × median distance)
+  double clip_factor = 2.0;
+  uint32_t trim = 1;            // trimmed-mean: values dropped at each end
+  uint32_t strikes_to_cut = 3;  // strikes within 8 rounds that cut a link (0 = never)
+  std::string byzantine;        // experiments: attack the neighbours (gossip/byzantine.h); empty = honest
+  double attack_scale = 0;      // the attack's strength; 0 = its default
   int degree = 3, max_degree = 6;
   double link_lifetime_s = 30;  // mean life of a neighbour link before it is re-sampled
   int expect_peers = 0;         // allreduce/diloco: the ring's size (wait for that many members)
@@ -62,5 +72,10 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a);
 std::set<std::string> peer_flag_names();
 // Cross-field checks after parsing; throws std::invalid_argument naming the flag.
 void validate_peer_args(const PeerArgs& a);
+// The gossip round's settings (consensus, guard, outer step, wait) from the flags: one place for the
+// peer, the simulator and the lab. Throws std::invalid_argument naming a bad value.
+gossip::RoundConfig round_config(const PeerArgs& a);
+// The attack of a Byzantine peer (--byzantine), if any.
+std::optional<gossip::AttackConfig> attack_config(const PeerArgs& a);
 
 }  // namespace murmur::peer

@@ -77,6 +77,15 @@ class PeerMailbox {
     out_bytes_ = 0;
     return std::exchange(sends_, {});
   }
+  // The training side cut a neighbour for misbehaving: membership closes the link and keeps it off.
+  void push_distrust(const gossip::PeerId& peer) {
+    std::lock_guard lock(mu_);
+    distrusted_.push_back(peer);
+  }
+  std::vector<gossip::PeerId> take_distrusted() {
+    std::lock_guard lock(mu_);
+    return std::exchange(distrusted_, {});
+  }
   size_t queued_send_bytes() const {
     std::lock_guard lock(mu_);
     return out_bytes_;
@@ -116,6 +125,7 @@ class PeerMailbox {
   std::condition_variable cv_;
   std::deque<TrainEvent> events_;
   std::deque<OutPayload> sends_;
+  std::vector<gossip::PeerId> distrusted_;
   size_t out_bytes_ = 0;
   NetView view_;
   bool stopping_ = false;

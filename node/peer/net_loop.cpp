@@ -130,6 +130,7 @@ void NetLoop::run() {
   while (!mailbox_.stopping()) {
     for (net::Incoming& in : transport_.poll(std::chrono::milliseconds(10))) handle(std::move(in), now_ms());
     const Millis now = now_ms();
+    for (const gossip::PeerId& p : mailbox_.take_distrusted()) membership_.distrust(p);
     membership_.tick(now);
     carry_out(now);
     if (now >= next_publish) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "gossip/algorithm_state.h"
+#include "gossip/byzantine.h"
 #include "gossip/codec_policy.h"
 #include "gossip/outer_optimizer.h"
 #include "gossip/peer_id.h"
@@ -65,7 +66,8 @@ class PeerTraining {
         start_(n_),
         outer_(n_) {
     if (a.algo == "gossip")
-      driver_.emplace(n_, round_config(), a.train.seed ^ (uint64_t{a.peer_index} << 32));
+      driver_.emplace(n_, round_config(a), a.train.seed ^ (uint64_t{a.peer_index} << 32));
+    if (auto attack = attack_config(a)) adversary_.emplace(*attack, a.train.seed ^ a.peer_index);
     if (a.round_budget_s > 0) ladder_ = gossip::parse_codec_ladder(a.codec_ladder, n_);
   }
 
@@ -77,21 +79,12 @@ class PeerTraining {
     if (a_.algo == "allreduce") o.reduce_grads = [this](ModelBackend& m) { average_grads(m); };
     return o;
   }
-  gossip::RoundConfig round_config() const {
-    gossip::RoundConfig c;
-    c.consensus.gamma = a_.gamma;
-    c.consensus.codec = a_.codec;
-    c.consensus.clip_radius = a_.clip_radius;
-    c.outer_lr = a_.outer_lr;
-    c.outer_momentum = a_.outer_momentum;
-    c.wait_max = static_cast<gossip::Millis>(std::llround(a_.wait_max_s * 1e3));
-    return c;
-  }
   uint64_t round() const { return driver_ ? driver_->round() : round_; }
 
   void initialise();
   void restore_algorithm_state(const CheckpointData& ck);
   void inner_steps(int64_t count);
+  void roll_back(const StepStats& s);
   void drain_events(Clock::time_point deadline);
   void on_event(TrainEvent& e);
   void on_link(const LinkEvent& e);
@@ -126,6 +119,7 @@ class PeerTraining {
   size_t n_;
   std::vector<float> theta_, start_;
   std::optional<gossip::RoundDriver> driver_;      // gossip: the round protocol
+  std::optional<gossip::Adversary> adversary_;     // --byzantine: forges what the driver sends
   gossip::OuterOptimizer outer_;                   // diloco's global outer step
   std::map<PeerId, gossip::PeerInfo> neighbours_;  // gossip: where each link's peer is
   std::vector<compress::CodecSpec> ladder_;        // --round-budget-s: codecs fine to coarse
@@ -142,7 +136,7 @@ class PeerTraining {
   // metrics
   double wait_s_ = 0, window_loss_ = 0, log_loss_ = 0;
   int64_t window_steps_ = 0, log_steps_ = 0;
-  uint64_t rejected_ = 0;
+  uint64_t rejected_ = 0, rollbacks_ = 0;
   const run::StopRule stop_{a_.train.max_seconds};
   double step_seconds_ = 0;
   double last_loss_ = NAN;
@@ -208,7 +202,10 @@ void PeerTraining::inner_steps(int64_t count) {
     const StepStats s = trainer_.step();
     step_seconds_ = s.seconds;
     throttle(s.tokens);
-    run::check_loss(s);
+    if (!std::isfinite(s.loss)) {
+      roll_back(s);
+      continue;
+    }
     window_loss_ += s.loss;
     ++window_steps_;
     log_steps(s);
@@ -216,6 +213,21 @@ void PeerTraining::inner_steps(int64_t count) {
     // Keep the network side's queues moving between steps (link events, snapshots).
     drain_events(Clock::now());
   }
+}
+
+// A non-finite loss right after a mix is the neighbours' doing more likely than ours: go back to the
+// state before that mix, with fresh optimizer moments (a NaN gradient poisoned them), and strike the
+// link that pulled hardest. Twice in a row, or with nothing to go back to, the run stops (and saves).
+void PeerTraining::roll_back(const StepStats& s) {
+  if (!driver_ || !driver_->rollback()) run::check_loss(s);  // throws
+  model_->write_params(driver_->theta());
+  const std::vector<float> zero(n_, 0.0f);
+  model_->write_moments(zero, zero);
+  ++rollbacks_;
+  log_.write({{"event", "rollback"}, {"step", s.step}, {"loss", s.loss}, {"round", driver_->round()}});
+  std::fprintf(stderr, "loss %g at step %lld after mixing: rolled back to the state before the mix\n", s.loss,
+               static_cast<long long>(s.step));
+  drain_round_actions();
 }
 
 void PeerTraining::on_link(const LinkEvent& e) {
@@ -251,6 +263,7 @@ void PeerTraining::drain_round_actions() {
   std::vector<uint8_t> bytes;
   for (gossip::RoundAction& a : driver_->take_actions()) {
     if (auto* s = std::get_if<gossip::SendTrain>(&a)) {
+      if (adversary_) s->msg = adversary_->forge(*driver_, *s);
       const auto to = neighbours_.find(s->to);
       if (to == neighbours_.end()) continue;
       if (s->msg != last) {
@@ -273,7 +286,15 @@ void PeerTraining::drain_round_actions() {
       if (!m->late.empty()) log_.write({{"event", "late"}, {"round", m->round}, {"links", m->late.size()}});
     } else if (auto* r = std::get_if<gossip::Rejected>(&a)) {
       ++rejected_;
-      log_.write({{"event", "rejected"}, {"peer", gossip::short_name(r->from)}, {"reason", r->reason}});
+      log_.write({{"event", "rejected"},
+                  {"peer", gossip::short_name(r->from)},
+                  {"kind", gossip::to_string(r->kind)},
+                  {"reason", r->reason}});
+    } else if (auto* d = std::get_if<gossip::Distrusted>(&a)) {
+      log_.write({{"event", "distrusted"}, {"peer", gossip::short_name(d->peer)}, {"reason", d->reason}});
+      std::fprintf(stderr, "cut the link to %s for good: %s\n", gossip::short_name(d->peer).c_str(),
+                   d->reason.c_str());
+      mailbox_.push_distrust(d->peer);
     }
   }
 }
@@ -478,8 +499,9 @@ json PeerTraining::run() {
         adopted_ = false;
         continue;
       }
-    } catch (const RingBroken& e) {
-      // A synchronous baseline cannot go on without its ring; what it learned so far is kept.
+    } catch (const std::runtime_error& e) {
+      // A broken ring, a diverged model, a failing device: what was learned so far is kept (if it is
+      // finite) and the summary says why the run stopped.
       status = std::string("stopped: ") + e.what();
       std::fprintf(stderr, "%s; saving and leaving\n", status.c_str());
       break;
@@ -520,8 +542,10 @@ json PeerTraining::run() {
     if (!driver_) ++round_;  // the driver counts its own rounds
     if (a_.ckpt_every > 0 && round() % static_cast<uint64_t>(a_.ckpt_every) == 0 && !last) save("periodic");
   }
-  if (std::isnan(final_val)) final_val = val_loss();
-  save(status);
+  model_->read_params(theta_);
+  const bool finite = std::all_of(theta_.begin(), theta_.end(), [](float x) { return std::isfinite(x); });
+  if (std::isnan(final_val) && finite) final_val = val_loss();
+  if (finite) save(status);
   const NetView v = mailbox_.view();
   return {{"status", status},
           {"algo", a_.algo},
@@ -536,6 +560,8 @@ json PeerTraining::run() {
           {"wait_s", wait_s_},
           {"wall_s", stop_.elapsed_s()},
           {"rejected", rejected_},
+          {"rollbacks", rollbacks_},
+          {"links_cut", driver_ ? driver_->counters().distrusted : 0},
           {"resyncs_served", driver_ ? driver_->counters().resyncs_served : 0}};
 }
 
