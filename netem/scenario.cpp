@@ -8,6 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "gossip/byzantine.h"
+
 namespace murmur::netem {
 namespace {
 
@@ -167,7 +169,7 @@ void parse_sites(const Reader& r, const toml::table& root, Scenario& s) {
   for (size_t i = 0; i < arr->size(); ++i) {
     const toml::table& t = *arr->get(i)->as_table();
     const std::string path = "site[" + std::to_string(i) + "]";
-    r.only(t, path, {"name", "peers", "compute", "link"});
+    r.only(t, path, {"name", "peers", "compute", "link", "byzantine"});
     ScenarioSite site;
     site.name = r.required_string(t, path, "name");
     if (site.name.empty() || site.name.find_first_of(" \t*") != std::string::npos) {
@@ -195,7 +197,24 @@ void parse_sites(const Reader& r, const toml::table& root, Scenario& s) {
       site.local = r.shape(r.table(*l, path + ".link"), path + ".link", {});
     for (size_t k = 0; k < n; ++k) {
       site.peers.push_back(s.peers.size());
-      s.peers.push_back({site.name + "-" + std::to_string(k), s.sites.size(), compute[k], true});
+      s.peers.push_back({site.name + "-" + std::to_string(k), s.sites.size(), compute[k], true, {}, 0});
+    }
+    // byzantine = { peers = N, attack = "...", scale = S }: the site's last N peers attack.
+    if (const toml::node* b = t.get("byzantine")) {
+      const std::string field = path + ".byzantine";
+      const toml::table& bt = r.table(*b, field);
+      r.only(bt, field, {"peers", "attack", "scale"});
+      const toml::node* count = bt.get("peers");
+      if (!count) r.fail(&bt, field + ".peers", "missing");
+      const size_t m = size_t(r.number(*count, field + ".peers", 0, double(n)));
+      if (double(m) != *count->value<double>()) r.fail(count, field + ".peers", "must be a whole number");
+      const std::string attack = r.required_string(bt, field, "attack");
+      r.parsed(bt, field, "attack", gossip::parse_attack);
+      const double scale = bt.get("scale") ? r.number(*bt.get("scale"), field + ".scale", 0, 1e12) : 0;
+      for (size_t k = n - m; k < n; ++k) {
+        s.peers[site.peers[k]].attack = attack;
+        s.peers[site.peers[k]].attack_scale = scale;
+      }
     }
     s.sites.push_back(std::move(site));
   }

@@ -24,6 +24,9 @@ struct ScenarioPeer {
   size_t site = 0;       // index into Scenario::sites
   double compute = 1.0;  // tokens/s throttle factor, (0, 100]
   bool starts = true;    // false for peers that a `join` event starts
+  // Byzantine peers (experiments, gossip/byzantine.h): the attack's name and strength; empty = honest.
+  std::string attack;
+  double attack_scale = 0;
 };
 
 struct ScenarioSite {

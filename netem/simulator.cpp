@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "compress/codec.h"
+#include "gossip/byzantine.h"
 #include "gossip/id_table.h"
 #include "gossip/round_driver.h"
 #include "gossip/wire.h"
@@ -92,7 +93,8 @@ struct Peer {
   uint64_t gen = 0;  // bumps on every kill and start: stale timers are ignored
   uint64_t incarnation = 0;
   std::unique_ptr<g::Membership> member;
-  std::unique_ptr<g::RoundDriver> driver;  // its θ is the peer's model; kept across a kill for a restart
+  std::unique_ptr<g::RoundDriver> driver;   // its θ is the peer's model; kept across a kill for a restart
+  std::unique_ptr<g::Adversary> adversary;  // a Byzantine peer's (the scenario's byzantine peers)
   double wait_start = 0, wait_s = 0, link_distance = 0;
   double round_loss = 0;  // after the current round's local steps (record_rounds)
   uint64_t bytes_sent = 0, bytes_received = 0;
@@ -118,9 +120,13 @@ class Sim {
     for (size_t i = 0; i < peers_.size(); ++i) {
       peers_[i].site = s.peers[i].site;
       peers_[i].compute = s.peers[i].compute;
+      if (!s.peers[i].attack.empty())
+        peers_[i].adversary = std::make_unique<g::Adversary>(
+            g::AttackConfig{g::parse_attack(s.peers[i].attack), s.peers[i].attack_scale}, c.seed + i);
     }
     round_s_ = c.inner_steps * c.step_s;
-    round_cfg_ = {c.consensus, c.outer_lr, c.outer_momentum, g::Millis(std::llround(c.wait_max_s * 1e3))};
+    round_cfg_ = {c.consensus, c.outer_lr, c.outer_momentum, g::Millis(std::llround(c.wait_max_s * 1e3)),
+                  c.strikes_to_cut};
   }
 
   SimResult run() {
@@ -290,11 +296,14 @@ class Sim {
     size_t bytes = 0;
     for (g::RoundAction& a : p.driver->take_actions()) {
       if (auto* s = std::get_if<g::SendTrain>(&a)) {
+        if (p.adversary) s->msg = p.adversary->forge(*p.driver, *s);
         if (s->msg != last) {
           bytes = g::wire::encoded_size(*s->msg);
           last = s->msg;
         }
         send(i, sim_index(s->to), TrainMsg{s->epoch, s->seq, s->msg, bytes}, bytes, true);
+      } else if (auto* d = std::get_if<g::Distrusted>(&a)) {
+        p.member->distrust(d->peer);  // its LinkDown comes back through drain_actions
       } else if (std::holds_alternative<g::Adopted>(a)) {
         if (p.phase == Phase::computing) schedule_round(i);  // restart the round from the adopted state
       } else if (auto* m = std::get_if<g::Mixed>(&a)) {
@@ -456,7 +465,7 @@ class Sim {
     std::vector<const Peer*> in;
     for (size_t i = 0; i < peers_.size(); ++i) {
       const Peer& p = peers_[i];
-      if (!p.started || p.crashed) continue;
+      if (!p.started || p.crashed || p.adversary) continue;  // the honest peers' swarm
       in.push_back(&p);
       s.mean_loss += obj_->peer_loss(i, p.driver->theta());
     }

@@ -35,6 +35,7 @@ struct SimConfig {
   double sample_s = 0;         // virtual seconds between samples; 0 = one round time (H · step_s)
   bool record_rounds = false;  // keep every peer's per-round record (SimResult::rounds)
   gossip::ConsensusConfig consensus;
+  uint32_t strikes_to_cut = 3;  // RoundConfig's: strikes that cut a hostile neighbour's link
   gossip::MembershipConfig membership;
   uint64_t seed = 1;
 };

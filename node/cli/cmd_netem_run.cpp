@@ -205,6 +205,9 @@ void ScenarioRun::start_peer(size_t i, bool initial) {
     if (j != i && (initial ? seed : peers_[j].proc.running()))
       cmd.join.push_back(launch::join_address(peers_[j], net_->host(j), peers_[j].port));
   }
+  if (const netem::ScenarioPeer& sp = s_.peers[i]; !sp.attack.empty())
+    cmd.flags.insert(cmd.flags.end(),
+                     {"--byzantine", sp.attack, "--attack-scale", std::to_string(sp.attack_scale)});
   const double tps = netem::tokens_per_s_limit(s_, i, config_.base_tokens_per_s);
   if (tps > 0) cmd.flags.insert(cmd.flags.end(), {"--tokens-per-s-limit", std::to_string(tps)});
   const bool resume = fs::exists(p.dir / "latest");

@@ -66,12 +66,14 @@ netem::SimConfig sim_config(const netem::Scenario& s, const SimArgs& a, const st
   c.inner_steps = int(number(t, "inner-steps", 50, source));
   c.rounds = a.rounds > 0 ? a.rounds
                           : std::max<int64_t>(1, int64_t(number(t, "steps", 1000, source)) / c.inner_steps);
-  c.outer_lr = number(t, "outer-lr", 0.7, source);
-  c.outer_momentum = number(t, "outer-momentum", 0.9, source);
-  c.wait_max_s = number(t, "wait-max-s", c.wait_max_s, source);
-  c.consensus.gamma = number(t, "gamma", 1.0, source);
-  c.consensus.clip_radius = number(t, "clip-radius", 0, source);
-  if (auto it = t.find("codec"); it != t.end()) c.consensus.codec = it->second;
+  // The round's settings as a real peer takes them from the same keys.
+  const peer::PeerArgs flags = peer::parse_training_table(s.training, source);
+  const gossip::RoundConfig round = peer::round_config(flags);
+  c.outer_lr = round.outer_lr;
+  c.outer_momentum = round.outer_momentum;
+  c.wait_max_s = flags.wait_max_s;
+  c.consensus = round.consensus;
+  c.strikes_to_cut = round.strikes_to_cut;
   compress::parse_codec_spec(c.consensus.codec);  // names a bad codec before anything runs
   c.membership.target_degree = int(number(t, "degree", 3, source));
   c.membership.max_degree = int(number(t, "max-degree", 6, source));
@@ -244,7 +246,8 @@ void add_netem_simulate(CLI::App& netem) {
       "mean loss is the peers' latest round train loss, the loss of the mean a validation loss). From\n"
       "[training]: inner-steps,\n"
       "steps (rounds = steps / inner-steps), codec, gamma, outer-lr, outer-momentum, degree, max-degree,\n"
-      "wait-max-s, clip-radius; batch * context / base_tokens_per_s sets a step's virtual time.\n"
+      "wait-max-s, aggregation, clip-radius, clip-factor, trim; batch * context / base_tokens_per_s sets a "
+      "step's virtual time.\n"
       "Writes DIR/summary.json, samples.csv (the swarm over time), peers.csv, consensus.png and\n"
       "loss_vs_bytes.png.");
   sub->add_option("scenario", a->scenario, "Scenario file (netem/scenarios/*.toml, docs/netem.md)")

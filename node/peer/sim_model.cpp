@@ -12,8 +12,8 @@
 
 namespace murmur::peer {
 
-PeerArgs peer_args_from_training(const std::vector<std::pair<std::string, std::string>>& training,
-                                 const std::string& source) {
+PeerArgs parse_training_table(const std::vector<std::pair<std::string, std::string>>& training,
+                              const std::string& source) {
   PeerArgs a;
   CLI::App app("[training]");
   add_peer_options(app, a);
@@ -33,6 +33,12 @@ PeerArgs peer_args_from_training(const std::vector<std::pair<std::string, std::s
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(source + ": [training]: " + e.what());
   }
+  return a;
+}
+
+PeerArgs peer_args_from_training(const std::vector<std::pair<std::string, std::string>>& training,
+                                 const std::string& source) {
+  PeerArgs a = parse_training_table(training, source);
   if (a.data.empty())
     throw std::invalid_argument(source + ": [training] data: the model objective needs a data directory");
   if (a.train.steps < a.inner_steps) throw std::invalid_argument(source + ": [training] steps < inner-steps");

@@ -17,6 +17,9 @@ namespace murmur::peer {
 
 // The PeerArgs a scenario's [training] table gives every peer (its keys are `murmur node` flags; the
 // runner's own base_tokens_per_s is skipped). Throws std::invalid_argument naming the bad key.
+// The [training] keys as `murmur node` flags, parsed and range-checked (no data needed).
+PeerArgs parse_training_table(const std::vector<std::pair<std::string, std::string>>& training,
+                              const std::string& source);
 PeerArgs peer_args_from_training(const std::vector<std::pair<std::string, std::string>>& training,
                                  const std::string& source);
 
