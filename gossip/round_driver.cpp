@@ -220,7 +220,10 @@ void RoundDriver::local_steps_done(std::span<const float> theta_after, Millis no
   if (!all_finite(theta_after)) throw std::domain_error("local_steps_done: the parameters hold NaN or Inf");
   premix_valid_ = false;
   std::copy(theta_after.begin(), theta_after.end(), work_.begin());
-  outer_.step(theta_, work_, static_cast<float>(cfg_.outer_lr), static_cast<float>(cfg_.outer_momentum));
+  if (cfg_.outer_after_mix)
+    start_.assign(theta_.begin(), theta_.end());
+  else
+    outer_.step(theta_, work_, static_cast<float>(cfg_.outer_lr), static_cast<float>(cfg_.outer_momentum));
   auto delta = std::make_shared<const TrainMessage>(consensus_.make_delta(work_, round_));  // checks NaN
   std::swap(theta_, work_);
   fresh_ = false;
@@ -274,6 +277,8 @@ void RoundDriver::mix() {
     ++counters_.mixes_undone;
     reject(PeerId{}, RejectKind::nonfinite, "mixing would leave NaN/Inf in the parameters: undone");
   }
+  if (cfg_.outer_after_mix && start_.size() == n_)
+    outer_.step(start_, theta_, static_cast<float>(cfg_.outer_lr), static_cast<float>(cfg_.outer_momentum));
   for (auto it = links_.begin(); it != links_.end();) {
     if (it->second.last_round < static_cast<int64_t>(round_)) m.late.push_back(it->first);
     if (!it->second.closing) {

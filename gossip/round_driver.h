@@ -52,6 +52,10 @@ struct RoundConfig {
   ConsensusConfig consensus;
   double outer_lr = 0.7;  // Nesterov outer step (DiLoCo); 1 and 0 give plain local SGD
   double outer_momentum = 0.9;
+  // Where the outer step applies: on the peer's own pseudo-gradient before it gossips (DiLoCo's
+  // order), or on the mixed one, θ_start − mix(θ'), after the mix (so momentum accumulates the swarm's
+  // update, not each peer's own: less disagreement on sparse graphs).
+  bool outer_after_mix = false;
   Millis wait_max = 5000;       // most a round waits for its neighbours' deltas before mixing without them
   uint32_t strikes_to_cut = 3;  // strikes (see RejectKind) within strike_window rounds cut a link; 0 = never
   uint32_t strike_window = 8;
@@ -195,6 +199,7 @@ class RoundDriver {
   Consensus consensus_;
   OuterOptimizer outer_;
   std::vector<float> theta_, work_;
+  std::vector<float> start_;  // outer_after_mix: the round's start, for the step after the mix
   uint64_t round_ = 0;
   Phase phase_ = Phase::computing;
   bool fresh_ = false;

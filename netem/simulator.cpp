@@ -27,9 +27,9 @@ void validate(const SimConfig& c) {
   if (c.rounds < 1) fail("rounds must be at least 1");
   if (c.inner_steps < 1) fail("inner-steps must be at least 1");
   if (!(c.step_s > 0 && c.step_s <= 3600)) fail("step-s must be in (0, 3600]");
-  if (!(c.outer_lr >= 0 && c.outer_lr <= 10)) fail("outer-lr must be within 0..10");
-  if (!(c.outer_momentum >= 0 && c.outer_momentum < 1)) fail("outer-momentum must be in [0, 1)");
-  if (!(c.wait_max_s >= 0 && c.wait_max_s <= 3600)) fail("wait-max-s must be within 0..3600");
+  if (!(c.round.outer_lr >= 0 && c.round.outer_lr <= 10)) fail("outer-lr must be within 0..10");
+  if (!(c.round.outer_momentum >= 0 && c.round.outer_momentum < 1)) fail("outer-momentum must be in [0, 1)");
+  if (!(c.round.wait_max >= 0 && c.round.wait_max <= 3600 * 1000)) fail("wait-max-s must be within 0..3600");
   if (!(c.duration_s >= 0) || !(c.sample_s >= 0)) fail("duration and sample-s must be >= 0");
   g::validate(c.membership);
 }
@@ -125,8 +125,6 @@ class Sim {
             g::AttackConfig{g::parse_attack(s.peers[i].attack), s.peers[i].attack_scale}, c.seed + i);
     }
     round_s_ = c.inner_steps * c.step_s;
-    round_cfg_ = {c.consensus, c.outer_lr, c.outer_momentum, g::Millis(std::llround(c.wait_max_s * 1e3)),
-                  c.strikes_to_cut};
   }
 
   SimResult run() {
@@ -396,7 +394,7 @@ class Sim {
     p.member =
         std::make_unique<g::Membership>(g::PeerInfo{sim_id(i), sim_addr(i), p.incarnation}, c_.membership,
                                         mix64(c_.seed * 1000003 + i * 7919 + p.incarnation));
-    auto driver = std::make_unique<g::RoundDriver>(obj_->dim(), round_cfg_, mix64(c_.seed + i));
+    auto driver = std::make_unique<g::RoundDriver>(obj_->dim(), c_.round, mix64(c_.seed + i));
     if (restart) {
       // Resumes its own state, as `murmur node --resume` from a checkpoint taken when it died.
       driver->resume(p.driver->theta(), p.driver->consensus().public_copy(), p.driver->momentum(),
@@ -511,7 +509,6 @@ class Sim {
   std::vector<Peer> peers_;
   std::unique_ptr<SimObjective> obj_;
   std::vector<float> initial_;  // every peer's θ at its first start
-  g::RoundConfig round_cfg_;
   std::vector<float> scratch_;  // a peer's θ during its local steps
   double round_s_ = 1;
   Millis tick_ms_ = 100;

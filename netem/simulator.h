@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "gossip/consensus.h"
+#include "gossip/round_driver.h"
 #include "gossip/membership.h"
 #include "gossip/messages.h"
 #include "netem/scenario.h"
@@ -28,14 +28,10 @@ struct SimConfig {
   int64_t rounds = 100;   // each peer leaves the swarm after this many rounds
   int inner_steps = 50;   // H
   double step_s = 0.1;    // virtual compute time of one inner step at compute factor 1.0
-  double outer_lr = 0.7;  // Nesterov outer step, as in `murmur node`
-  double outer_momentum = 0.9;
-  double wait_max_s = 5;       // most a peer waits for its neighbours' deltas before mixing
   double duration_s = 0;       // virtual time limit; 0 = until every peer is done
   double sample_s = 0;         // virtual seconds between samples; 0 = one round time (H · step_s)
   bool record_rounds = false;  // keep every peer's per-round record (SimResult::rounds)
-  gossip::ConsensusConfig consensus;
-  uint32_t strikes_to_cut = 3;  // RoundConfig's: strikes that cut a hostile neighbour's link
+  gossip::RoundConfig round;  // the round driver's settings, as `murmur node` takes them (round_config)
   gossip::MembershipConfig membership;
   uint64_t seed = 1;
 };

@@ -26,7 +26,7 @@ SimConfig config(const char* codec = "fp32", double heterogeneity = 1.0, double 
   c.rounds = 60;
   c.inner_steps = 5;
   c.step_s = 0.2;
-  c.consensus.codec = codec;
+  c.round.consensus.codec = codec;
   return c;
 }
 
@@ -155,7 +155,7 @@ TEST(Simulator, RejectsBadConfigs) {
   c.objective.lr = 2.5;
   EXPECT_THROW(run(lan(2), c), std::invalid_argument);
   c = config();
-  c.consensus.codec = "int9";
+  c.round.consensus.codec = "int9";
   EXPECT_THROW(run(lan(2), c), std::invalid_argument);
 }
 

@@ -68,13 +68,8 @@ netem::SimConfig sim_config(const netem::Scenario& s, const SimArgs& a, const st
                           : std::max<int64_t>(1, int64_t(number(t, "steps", 1000, source)) / c.inner_steps);
   // The round's settings as a real peer takes them from the same keys.
   const peer::PeerArgs flags = peer::parse_training_table(s.training, source);
-  const gossip::RoundConfig round = peer::round_config(flags);
-  c.outer_lr = round.outer_lr;
-  c.outer_momentum = round.outer_momentum;
-  c.wait_max_s = flags.wait_max_s;
-  c.consensus = round.consensus;
-  c.strikes_to_cut = round.strikes_to_cut;
-  compress::parse_codec_spec(c.consensus.codec);  // names a bad codec before anything runs
+  c.round = peer::round_config(flags);
+  compress::parse_codec_spec(c.round.consensus.codec);  // names a bad codec before anything runs
   c.membership.target_degree = int(number(t, "degree", 3, source));
   c.membership.max_degree = int(number(t, "max-degree", 6, source));
   c.membership.link_lifetime = gossip::Millis(number(t, "link-lifetime-s", 30, source) * 1000);
@@ -157,7 +152,7 @@ void run_simulation(const SimArgs& a) {
   fs::create_directories(out);
   std::printf("netem simulate %s: %zu peers, %lld rounds of %d steps (%.3g virtual s each), codec %s, %s\n",
               s.name.c_str(), s.peers.size(), static_cast<long long>(c.rounds), c.inner_steps,
-              c.inner_steps * c.step_s, c.consensus.codec.c_str(),
+              c.inner_steps * c.step_s, c.round.consensus.codec.c_str(),
               c.make_objective ? "the [training] model"
                                : ("quadratic, dim " + std::to_string(c.objective.dim)).c_str());
   std::fflush(stdout);
@@ -184,7 +179,7 @@ void run_simulation(const SimArgs& a) {
       {"rounds", c.rounds},
       {"inner_steps", c.inner_steps},
       {"step_s", c.step_s},
-      {"codec", c.consensus.codec},
+      {"codec", c.round.consensus.codec},
       {"objective", a.objective_kind},
       {"loss", r.loss_name},
       {"dim", c.make_objective ? json(nullptr) : json(c.objective.dim)},

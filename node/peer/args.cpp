@@ -85,6 +85,10 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 0.9999))
       ->group(algo);
+  cmd.add_flag("--outer-after-mix,!--outer-before-mix", a.outer_after_mix,
+               "gossip: take the outer step on the mixed update (round start - mixed model) after "
+               "mixing, instead of on this peer's own pseudo-gradient before sending")
+      ->group(algo);
   cmd.add_option("--gamma", a.gamma, "Consensus step size (gossip)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0))
@@ -215,6 +219,7 @@ gossip::RoundConfig round_config(const PeerArgs& a) {
   c.consensus.trim = a.trim;
   c.outer_lr = a.outer_lr;
   c.outer_momentum = a.outer_momentum;
+  c.outer_after_mix = a.outer_after_mix;
   c.wait_max = static_cast<gossip::Millis>(std::llround(a.wait_max_s * 1e3));
   c.strikes_to_cut = a.strikes_to_cut;
   return c;

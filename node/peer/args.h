@@ -43,6 +43,7 @@ struct PeerArgs {
   std::string algo = "gossip";  // gossip | local | allreduce | diloco
   int64_t inner_steps = 50;     // H: local steps per round
   double outer_lr = 0.7, outer_momentum = 0.9;
+  bool outer_after_mix = false;  // gossip: the outer step on the mixed update (RoundConfig)
   double gamma = 1.0;  // consensus step size
   std::string codec = "int8:block=64";
   double round_budget_s = 0;  // > 0: pick the codec per round so a round's sends fit this many seconds

@@ -20,8 +20,7 @@ PeerArgs parse_training_table(const std::vector<std::pair<std::string, std::stri
   std::vector<std::string> words = {"murmur-node"};
   for (const auto& [key, value] : training) {
     if (key == "base_tokens_per_s") continue;
-    words.push_back("--" + key);
-    words.push_back(value);
+    words.push_back("--" + key + "=" + value);  // `=`: flags take true/false too
   }
   std::vector<const char*> argv;
   for (const std::string& w : words) argv.push_back(w.c_str());
