@@ -215,3 +215,32 @@ TEST_F(SwarmTest, AllreducePeersSaveAndStopWhenARingMemberDies) {
     EXPECT_TRUE(fs::exists(sw.dir(i) / "latest")) << "peer " << i << " saved no checkpoint";
   }
 }
+
+// One admitted peer sends hostile deltas (real processes, the default defences): the honest peers
+// finish, learn, cut its links and write their summaries; nobody dies of NaN.
+TEST_F(SwarmTest, HonestPeersCutAByzantineNeighbourAndFinish) {
+  for (const char* attack : {"sign-flip", "snapshot"}) {
+    const ManualSwarm sw(dir_->path() / (std::string("byzantine-") + attack), 4, config());
+    const std::vector<std::string> flags = {"--steps", "120",      "--tokens-per-s-limit",
+                                            "2000",    "--degree", "3"};
+    std::vector<murmur::launch::Process> procs;
+    for (int i = 0; i < 3; ++i) procs.push_back(sw.start(i, flags));
+    std::vector<std::string> hostile = flags;
+    hostile.insert(hostile.end(), {"--byzantine", attack});
+    procs.push_back(sw.start(3, hostile));
+    uint64_t cut = 0;
+    for (int i : {0, 1, 2}) {
+      const auto code = procs[size_t(i)].wait_for(std::chrono::seconds(180));
+      ASSERT_TRUE(code) << attack << ": peer " << i << " did not finish";
+      EXPECT_EQ(*code, 0) << attack << ": peer " << i;
+      std::ifstream f(sw.dir(i) / "summary.json");
+      const json s = json::parse(f, nullptr, false);
+      ASSERT_TRUE(s.is_object()) << attack << ": peer " << i << " wrote no summary";
+      EXPECT_EQ(s.value("status", ""), "finished") << s.dump();
+      EXPECT_LT(s.value("final_val_loss", 99.0), 2.5) << attack << ": " << s.dump();
+      cut += s.value("links_cut", uint64_t{0});
+    }
+    EXPECT_GT(cut, 0u) << attack << ": no honest peer cut the attacker";
+    procs[3].wait_for(std::chrono::seconds(60));
+  }
+}
