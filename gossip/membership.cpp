@@ -54,6 +54,7 @@ Membership::Membership(PeerInfo self, MembershipConfig cfg, uint64_t seed)
     : self_(std::move(self)), cfg_(cfg), rng_(mix64(seed)), members_(seed), broadcasts_(seed) {
   validate(cfg_);
   if (!valid(self_)) throw std::invalid_argument("membership: own address empty or too long");
+  if (self_.incarnation > kMaxIncarnation) throw std::invalid_argument("membership: incarnation above 2^62");
   // Spread the peers' timers so they do not probe and shuffle in lockstep.
   next_probe_ = static_cast<Millis>(rng_.below(static_cast<uint64_t>(cfg_.probe_interval)));
   next_shuffle_ = static_cast<Millis>(rng_.below(static_cast<uint64_t>(cfg_.shuffle_interval)));
@@ -138,21 +139,21 @@ void Membership::handle(const PeerId& from, const Hello& m, Millis now) {
   // Only a fresh process (or one back from a partition) says Hello: whatever link we
   // hold with it, its side is gone.
   if (links_.count(from)) close_link(from, false);
-  apply({m.self, PeerState::alive}, now, true);
+  apply({m.self, PeerState::alive}, now, true, Origin::own);
   tell_if_gone(from);
   send(m.self, Welcome{self_, sample(static_cast<size_t>(cfg_.welcome_size), &from)});
 }
 
 void Membership::handle(const PeerId& from, const Welcome& m, Millis now) {
   if (m.self.id != from || !valid(m.self)) return ignore();
-  apply({m.self, PeerState::alive}, now, false);
-  merge_sample(m.sample, now);
+  apply({m.self, PeerState::alive}, now, false, Origin::own);
+  merge_sample(from, m.sample, now);
   tell_if_gone(from);
   joined_ = true;
 }
 
 void Membership::handle(const PeerId& from, const Shuffle& m, Millis now) {
-  merge_sample(m.sample, now);  // Cyclon: the sender includes itself
+  merge_sample(from, m.sample, now);  // Cyclon: the sender includes itself
   const Member* sender = live(from);
   if (m.reply || sender == nullptr) return;
   auto reply = sample(static_cast<size_t>(cfg_.shuffle_size) - 1, &from);
@@ -160,14 +161,16 @@ void Membership::handle(const PeerId& from, const Shuffle& m, Millis now) {
   send(sender->info, Shuffle{std::move(reply), true});
 }
 
-void Membership::merge_sample(const std::vector<PeerInfo>& sample, Millis now) {
+void Membership::merge_sample(const PeerId& from, const std::vector<PeerInfo>& sample, Millis now) {
   prefetch_members(bounded(sample), [&](size_t i) -> const PeerId& { return sample[i].id; });
-  for (size_t i = 0; i < bounded(sample); ++i) apply({sample[i], PeerState::alive}, now, false);
+  for (size_t i = 0; i < bounded(sample); ++i)
+    apply({sample[i], PeerState::alive}, now, false, origin_of(from, sample[i].id));
 }
 
-void Membership::apply_all(const std::vector<MemberUpdate>& updates, Millis now) {
+void Membership::apply_all(const PeerId& from, const std::vector<MemberUpdate>& updates, Millis now) {
   prefetch_members(bounded(updates), [&](size_t i) -> const PeerId& { return updates[i].peer.id; });
-  for (size_t i = 0; i < bounded(updates); ++i) apply(updates[i], now, true);
+  for (size_t i = 0; i < bounded(updates); ++i)
+    apply(updates[i], now, true, origin_of(from, updates[i].peer.id));
 }
 
 template <class IdOf>
@@ -179,14 +182,14 @@ void Membership::prefetch_members(size_t n, IdOf id_of) const {
 // -- failure detection -------------------------------------------------------------
 
 void Membership::handle(const PeerId& from, const Ping& m, Millis now) {
-  apply_all(m.updates, now);
+  apply_all(from, m.updates, now);
   const Member* sender = members_.get(from);  // the sender's own claim above makes it known
   if (sender == nullptr) return ignore();
   send(sender->info, Ack{m.seq, self_.id, piggyback(from)});
 }
 
 void Membership::handle(const PeerId& from, const Ack& m, Millis now) {
-  apply_all(m.updates, now);
+  apply_all(from, m.updates, now);
   if (m.seq == 0) return;
   if (probe_ && m.seq == probe_->seq && m.target == probe_->target &&
       (from == probe_->target || probe_->indirect)) {
@@ -235,7 +238,7 @@ void Membership::run_probe(Millis now) {
     if (now < probe_->started + cfg_.probe_interval) return;
     if (!probe_->acked && target && target->state == PeerState::alive) {
       ++counters_.suspicions;
-      apply({target->info, PeerState::suspect}, now, true);
+      apply({target->info, PeerState::suspect}, now, true, Origin::local);
     }
     probe_.reset();
   }
@@ -309,25 +312,68 @@ void Membership::run_suspicions(Millis now) {
     if (m == nullptr || expiry(*m) != at) continue;  // stale: the member moved on
     if (m->state == PeerState::suspect) {
       ++counters_.deaths;
-      apply({m->info, PeerState::dead}, now, true);
+      apply({m->info, PeerState::dead}, now, true, Origin::local);
     } else {
       forget(id);
     }
   }
 }
 
-void Membership::apply(const MemberUpdate& u, Millis now, bool spread) {
-  if (!valid(u.peer)) return;
+void Membership::apply(const MemberUpdate& u, Millis now, bool spread, Origin origin) {
+  if (!valid(u.peer) || u.peer.incarnation > kMaxIncarnation) return;
   if (u.peer.id == self_.id) {
-    if (u.state != PeerState::alive && u.peer.incarnation >= self_.incarnation) refute(u.peer.incarnation);
+    // Refuted when about our incarnation or the one above (as far as hearsay can lift us anywhere,
+    // see below). Nobody honest holds a higher one: obeying it would let a liar push us to the bound.
+    const uint64_t claimed = u.peer.incarnation;
+    if (u.state != PeerState::alive && claimed >= self_.incarnation && claimed - self_.incarnation <= 1)
+      refute(claimed);
     return;
   }
+  auto newer = [](const MemberUpdate& a, const Member& b) {
+    return std::pair(a.peer.incarnation, rank(a.state)) > std::pair(b.info.incarnation, rank(b.state));
+  };
   uint32_t slot = members_.find(u.peer.id);
   const bool known = slot != MemberTable::npos;
-  if (known && std::pair(u.peer.incarnation, rank(u.state)) <=
-                   std::pair(members_.at(slot).info.incarnation, rank(members_.at(slot).state)))
-    return;
-  if (!known) {
+  MemberUpdate fact = u;  // what we will hold
+  if (known) {
+    Member& m = members_.at(slot);
+    if (origin == Origin::own) {
+      // A peer speaks for itself as alive (or left, by Bye), and its word replaces hearsay
+      // outright: a liar may have introduced it with a false address or incarnation.
+      if (u.state == PeerState::suspect || u.state == PeerState::dead) return;
+      if (!m.heard_directly) {
+        m.heard_directly = true;
+        m.vouched = u.peer.incarnation;
+        if (m.info == u.peer && m.state == u.state) return;  // the hearsay was right
+      } else {
+        m.vouched = std::max(m.vouched, u.peer.incarnation);
+        if (!newer(u, m)) return;
+      }
+    } else if (origin == Origin::hearsay) {
+      // A third party's word is not authentic. It never changes a peer's address or declares it dead,
+      // and it raises an incarnation at most one above what the peer itself told us, which is what a
+      // refutation takes: anything beyond, or news that a tombstone is alive, makes us ask the peer.
+      if (u.state == PeerState::alive) {
+        if (gone(m.state) || u.peer.incarnation > m.vouched + 1) {
+          if (u.peer.incarnation > m.info.incarnation) ask(m, now);
+          return;
+        }
+        fact.peer.addr = m.info.addr;
+      } else {
+        // A suspicion, death or leave claim: our own suspicion at the incarnation we hold, which the
+        // peer can refute.
+        if (m.state != PeerState::alive || u.peer.incarnation < m.info.incarnation) return;
+        fact = {m.info, PeerState::suspect};
+      }
+      if (!newer(fact, m)) return;
+    } else if (!newer(fact, m)) {
+      return;
+    }
+  } else {
+    // Hearsay introduces a peer only as alive; a peer announces itself alive or left.
+    const bool introduces = u.state == PeerState::alive || origin == Origin::local ||
+                            (origin == Origin::own && u.state == PeerState::left);
+    if (!introduces) return;
     if (members_.size() >= cfg_.max_members) {
       // Full: make room only by forgetting the oldest tombstone.
       const MemberTable::Slot* oldest = nullptr;
@@ -337,34 +383,44 @@ void Membership::apply(const MemberUpdate& u, Millis now, bool spread) {
       if (oldest == nullptr) return;
       forget(PeerId(oldest->key));
     }
-    slot = members_.insert(u.peer.id).first;
-    members_.at(slot) = Member{u.peer};  // state left until set_state
+    slot = members_.insert(fact.peer.id).first;
+    members_.at(slot) = Member{fact.peer};  // state left until set_state
+    members_.at(slot).heard_directly = origin == Origin::own;
+    members_.at(slot).vouched = fact.peer.incarnation;
   }
   Member& m = members_.at(slot);
   const PeerState before = known ? m.state : PeerState::left;
-  m.info = u.peer;
+  m.info = fact.peer;
   // Also a suspicion at a higher incarnation: a new suspicion, a new deadline.
-  set_state(slot, u.state, now);
-  if (!known || before != u.state) {
-    if (known || !gone(u.state)) actions_.push_back(MemberEvent{m.info, m.state});
+  set_state(slot, fact.state, now);
+  if (!known || before != fact.state) {
+    if (known || !gone(fact.state)) actions_.push_back(MemberEvent{m.info, m.state});
   }
   // Whoever starts suspecting a peer tells it at once: the Ack to that Ping carries
   // the refutation straight back, instead of racing the suspicion timers by gossip.
-  if (u.state == PeerState::suspect && before != PeerState::suspect)
-    send(m.info, Ping{0, piggyback(u.peer.id)});
-  if (gone(u.state) && !gone(before)) {
-    if (links_.count(u.peer.id)) close_link(u.peer.id, true);
-    pending_links_.erase(u.peer.id);
+  if (fact.state == PeerState::suspect && before != PeerState::suspect) {
+    m.asked = now;
+    send(m.info, Ping{0, piggyback(fact.peer.id)});
+  }
+  if (gone(fact.state) && !gone(before)) {
+    if (links_.count(fact.peer.id)) close_link(fact.peer.id, true);
+    pending_links_.erase(fact.peer.id);
   }
   if (spread) {
-    broadcasts_.push(u);
+    broadcasts_.push(fact);
   }
 }
 
 void Membership::refute(uint64_t incarnation) {
-  if (incarnation == std::numeric_limits<uint64_t>::max()) return;
+  if (incarnation >= kMaxIncarnation) return;
   self_.incarnation = incarnation + 1;
   ++counters_.refutations;
+}
+
+void Membership::ask(Member& m, Millis now) {
+  if (now - cfg_.probe_timeout < m.asked) return;
+  m.asked = now;
+  send(m.info, Ping{0, piggyback(m.info.id)});
 }
 
 void Membership::tell_if_gone(const PeerId& id) {
@@ -482,7 +538,7 @@ void Membership::handle(const PeerId& from, const Bye& m, Millis now) {
   if (member == nullptr) return ignore();
   PeerInfo info = member->info;
   info.incarnation = m.incarnation;  // a Bye from an earlier incarnation changes nothing
-  apply({info, PeerState::left}, now, true);
+  apply({info, PeerState::left}, now, true, Origin::own);
 }
 
 // State transfer belongs to the training layer.

@@ -99,9 +99,10 @@ struct MembershipCounters {
 
 class Membership {
  public:
-  // `self.incarnation` must exceed any this peer used before (a restart passes a
-  // higher one, e.g. from the wall clock), so the swarm re-admits it. `seed`
-  // drives every random choice: equal inputs give equal outputs.
+  // `self.incarnation` must exceed any this peer used before, refutations included
+  // (a restart passes a higher one, e.g. from the wall clock), so the swarm
+  // re-admits it; it must not exceed kMaxIncarnation. `seed` drives every random
+  // choice: equal inputs give equal outputs.
   Membership(PeerInfo self, MembershipConfig cfg, uint64_t seed);
 
   // Sends Hello to `addr` now and every join_retry until some Welcome arrives;
@@ -134,6 +135,9 @@ class Membership {
   const MembershipCounters& counters() const { return counters_; }
 
   static constexpr size_t kMaxJoinAddrs = 16;
+  // Facts with a higher incarnation are dropped, and a peer stops refuting there. Far above
+  // any wall-clock start (2^62 ms is 146 million years), far below what 64 bits hold.
+  static constexpr uint64_t kMaxIncarnation = uint64_t{1} << 62;
 
  private:
   struct Member {
@@ -141,6 +145,10 @@ class Membership {
     PeerState state = PeerState::left;  // set_state() moves it
     Millis since = 0;                   // when it entered `state`: suspicion deadline, tombstone age
     size_t listed_at = 0;               // index in alive_ or dead_, per its state
+    // `info` came from the peer itself (a message it sent), not from a third party's hearsay.
+    bool heard_directly = false;
+    uint64_t vouched = 0;  // the highest incarnation it told us itself (or hearsay introduced it with)
+    Millis asked = std::numeric_limits<Millis>::min();  // last Ping sent to check hearsay about it
   };
   using MemberTable = IdTable<Member>;
   struct Probe {
@@ -182,13 +190,27 @@ class Membership {
   void handle(const PeerId& from, const StateRequest& m, Millis now);
   void handle(const PeerId& from, const StateChunk& m, Millis now);
 
-  // Applies a membership fact if it is newer than what we hold (SWIM order:
-  // higher incarnation wins, then alive < suspect < dead < left). `spread`
-  // queues it for piggybacking. Facts about self are refuted.
-  void apply(const MemberUpdate& u, Millis now, bool spread);
-  void merge_sample(const std::vector<PeerInfo>& sample, Millis now);
-  void apply_all(const std::vector<MemberUpdate>& updates, Millis now);  // piggybacked: spread too
+  // Who vouches for a fact: our own detector, the peer the fact is about (the
+  // authenticated sender of the message), or a third party (hearsay).
+  enum class Origin { local, own, hearsay };
+  static Origin origin_of(const PeerId& from, const PeerId& about) {
+    return from == about ? Origin::own : Origin::hearsay;
+  }
+  // Applies a membership fact by the rules of docs/membership.md ("Who may say
+  // what"): SWIM order (higher incarnation wins, then alive < suspect < dead <
+  // left), except that a peer's own word replaces hearsay about it, and hearsay
+  // never changes a known peer's address or declares it dead, and raises its
+  // incarnation at most one above what the peer itself said; beyond that it
+  // starts our own suspicion or makes us ask the peer. `spread` queues the fact
+  // we end up holding for piggybacking. Facts about self are refuted.
+  void apply(const MemberUpdate& u, Millis now, bool spread, Origin origin);
+  void merge_sample(const PeerId& from, const std::vector<PeerInfo>& sample, Millis now);
+  void apply_all(const PeerId& from, const std::vector<MemberUpdate>& updates,
+                 Millis now);  // piggybacked: spread too
   void refute(uint64_t incarnation);
+  // Pings m (seq 0, our view of it piggybacked) so that its Ack, its own word, settles what hearsay
+  // claimed; at most once per probe_timeout per member.
+  void ask(Member& m, Millis now);
   std::vector<MemberUpdate> piggyback(const PeerId& to);
   void tell_if_gone(const PeerId& id);  // a peer we hold dead contacted us: tell it so it refutes
 

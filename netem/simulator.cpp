@@ -419,6 +419,8 @@ class Sim {
     p.phase = Phase::off;
     p.crashed = true;
     ++p.gen;
+    // The restart must outbid every incarnation this process used, refutations included.
+    if (p.member) p.incarnation = p.member->self().incarnation;
     p.member.reset();
   }
   std::vector<size_t> running_contacts() {

@@ -71,6 +71,8 @@ class FakeNetwork {
     for (Node& n : nodes_) n.group = 0;
   }
   void set_loss(double p) { cfg_.loss = p; }
+  // Sends `msg` as node `from` (authenticated as it), beside what its Membership sends: a liar.
+  void send_as(size_t from, size_t to, Message msg) { post(from, to, std::move(msg)); }
 
   void run_for(Millis d) {
     run_until([] { return false; }, d);

@@ -410,6 +410,234 @@ TEST(Membership, SurvivesHostileMessageSequencesWithinBounds) {
   EXPECT_TRUE(m.take_actions().empty());  // a peer that left stays silent
 }
 
+// -- an admitted neighbour that lies ---------------------------------------------------------------
+
+namespace {
+
+constexpr uint64_t kTop = ~uint64_t{0};
+
+// The messages `m` sent to `to` since its actions were last taken; every other action is dropped.
+std::vector<Message> sent_to(Membership& m, const PeerId& to) {
+  std::vector<Message> out;
+  for (Action& a : m.take_actions())
+    if (auto* s = std::get_if<SendTo>(&a); s && s->to.id == to) out.push_back(std::move(s->msg));
+  return out;
+}
+
+// Delivers every message `from` sent to `to` (in order), at `now`.
+void deliver(Membership& from, Membership& to, Millis now) {
+  for (const Message& msg : sent_to(from, to.self().id)) to.on_message(from.self().id, msg, now);
+}
+
+PeerInfo at(const PeerInfo& p, uint64_t incarnation, std::string addr = "") {
+  return {p.id, addr.empty() ? p.addr : std::move(addr), incarnation};
+}
+
+// `a` and `x` know each other first-hand; `a` also knows the liar (an admitted neighbour).
+struct Trio {
+  MembershipConfig cfg;
+  Membership a{{PeerId{1}, "tcp://a:1", 10}, cfg, 1};
+  Membership x{{PeerId{2}, "tcp://x:1", 20}, cfg, 2};
+  PeerInfo liar{PeerId{3}, "tcp://liar:1", 30};
+  Trio() {
+    a.on_message(x.self().id, Hello{x.self()}, 0);
+    a.on_message(liar.id, Hello{liar}, 0);
+    x.on_message(a.self().id, Welcome{a.self(), {}}, 0);
+    a.take_actions();
+    x.take_actions();
+  }
+  void lie_to_a(const std::vector<MemberUpdate>& claims, Millis now) {
+    Ping p{0, {{liar, PeerState::alive}}};
+    for (const MemberUpdate& c : claims) p.updates.push_back(c);
+    a.on_message(liar.id, p, now);
+  }
+};
+
+}  // namespace
+
+TEST(MembershipHostile, ThirdPartyDeathClaimAtTopIncarnationNeitherEvictsNorBlocksRefutation) {
+  Trio t;
+  const PeerInfo x = t.x.self();
+  // The reported attack: "x is dead at 2^64 - 1". Absurd incarnations are dropped outright.
+  t.lie_to_a({{at(x, kTop), PeerState::dead}}, 100);
+  EXPECT_EQ(t.a.state_of(x.id), PeerState::alive);
+  EXPECT_EQ(t.a.info_of(x.id)->incarnation, x.incarnation);
+  EXPECT_TRUE(sent_to(t.a, x.id).empty());
+  // Within the bound, a third party's death claim only starts a suspicion, at the incarnation we
+  // hold (so x can refute it), and we ask x at once.
+  t.lie_to_a({{at(x, Membership::kMaxIncarnation, "tcp://elsewhere:1"), PeerState::dead}}, 200);
+  EXPECT_EQ(t.a.state_of(x.id), PeerState::suspect);
+  EXPECT_EQ(t.a.info_of(x.id)->incarnation, x.incarnation);
+  EXPECT_EQ(t.a.info_of(x.id)->addr, x.addr);
+  deliver(t.a, t.x, 220);  // the Ping tells x it is suspected at 20: x refutes with 21
+  EXPECT_EQ(t.x.self().incarnation, x.incarnation + 1);
+  deliver(t.x, t.a, 240);  // its Ack, x's own word, clears the suspicion
+  EXPECT_EQ(t.a.state_of(x.id), PeerState::alive);
+  EXPECT_EQ(t.a.info_of(x.id)->incarnation, x.incarnation + 1);
+  // Nothing is pending: x stays alive however long we wait (no tombstone, no eviction).
+  t.a.tick(200 + t.cfg.suspicion_timeout + 10);
+  EXPECT_EQ(t.a.state_of(x.id), PeerState::alive);
+}
+
+TEST(MembershipHostile, AThirdPartysDeathClaimGoesThroughSuspicion) {
+  Trio t;
+  const PeerInfo x = t.x.self();
+  t.lie_to_a({{x, PeerState::left}}, 100);  // "left" is a death claim too
+  EXPECT_EQ(t.a.state_of(x.id), PeerState::suspect);
+  // x does not answer (here it really is gone): dead after the usual suspicion timeout, not before.
+  const Millis deadline = 100 + t.cfg.suspicion_timeout;
+  for (Millis now = 110; now < deadline; now += 10) {
+    t.a.tick(now);
+    t.lie_to_a({{x, PeerState::dead}}, now);  // repeating the claim does not hurry it
+    t.a.take_actions();
+    ASSERT_EQ(t.a.state_of(x.id), PeerState::suspect) << now;
+  }
+  t.a.tick(deadline);
+  EXPECT_EQ(t.a.state_of(x.id), PeerState::dead);
+}
+
+TEST(MembershipHostile, HearsayMovesNoAddressAndNoIncarnationBeyondOneAboveThePeersWord) {
+  Trio t;
+  const PeerInfo x = t.x.self();
+  // One above what x told us is what a refutation needs: taken, but never a new address.
+  t.lie_to_a({{at(x, x.incarnation + 1, "tcp://liar:2"), PeerState::alive}}, 100);
+  EXPECT_EQ(t.a.info_of(x.id), at(x, x.incarnation + 1));
+  EXPECT_EQ(t.a.state_of(x.id), PeerState::alive);
+  EXPECT_TRUE(sent_to(t.a, x.id).empty());
+  // Beyond that, nothing changes: we ask x itself instead.
+  t.lie_to_a({{at(x, x.incarnation + 2), PeerState::alive}, {at(x, kTop - 1), PeerState::alive}}, 110);
+  EXPECT_EQ(t.a.info_of(x.id), at(x, x.incarnation + 1));
+  EXPECT_EQ(sent_to(t.a, x.id).size(), 1u);
+  // A suspicion at the incarnation we hold: we ask x, and the Ping is lost.
+  t.lie_to_a({{at(x, x.incarnation + 1), PeerState::suspect}}, 200);
+  EXPECT_EQ(t.a.state_of(x.id), PeerState::suspect);
+  EXPECT_EQ(sent_to(t.a, x.id).size(), 1u);
+  // Hearsay that x refuted it beyond the bound does not clear it; it makes us ask x, at its address.
+  t.lie_to_a({{at(x, x.incarnation + 2, "tcp://liar:2"), PeerState::alive}}, 600);
+  EXPECT_EQ(t.a.state_of(x.id), PeerState::suspect);
+  std::vector<SendTo> asks;
+  for (Action& act : t.a.take_actions())
+    if (auto* s = std::get_if<SendTo>(&act); s && s->to.id == x.id) asks.push_back(*s);
+  ASSERT_EQ(asks.size(), 1u);
+  EXPECT_EQ(asks[0].to.addr, x.addr);
+  // x refutes the suspicion at one above its incarnation, and its Ack clears it.
+  t.x.on_message(t.a.self().id, asks[0].msg, 620);
+  EXPECT_EQ(t.x.self().incarnation, x.incarnation + 2);
+  deliver(t.x, t.a, 640);
+  EXPECT_EQ(t.a.state_of(x.id), PeerState::alive);
+  EXPECT_EQ(t.a.info_of(x.id), at(x, x.incarnation + 2));
+}
+
+TEST(MembershipHostile, ALegitimateRefutationStillSpreadsThroughRelays) {
+  MembershipConfig cfg;
+  Membership a({PeerId{1}, "tcp://a:1", 10}, cfg, 1), r({PeerId{4}, "tcp://r:1", 40}, cfg, 4);
+  Membership x({PeerId{2}, "tcp://x:1", 20}, cfg, 2);
+  for (Membership* m : {&a, &r}) {
+    m->on_message(x.self().id, Hello{x.self()}, 0);
+    x.on_message(m->self().id, Welcome{m->self(), {}}, 0);
+  }
+  a.on_message(r.self().id, Hello{r.self()}, 0);
+  r.on_message(a.self().id, Welcome{a.self(), {}}, 0);
+  for (Membership* m : {&a, &r, &x}) m->take_actions();
+  // Both suspect x (their probes were lost); a's Ping to x is lost too, r's arrives.
+  a.on_message(r.self().id, Ping{0, {{r.self(), PeerState::alive}, {x.self(), PeerState::suspect}}}, 100);
+  ASSERT_EQ(a.state_of(x.self().id), PeerState::suspect);
+  a.take_actions();
+  x.on_message(r.self().id, Ping{0, {{r.self(), PeerState::alive}, {at(x.self(), 20), PeerState::suspect}}},
+               110);
+  ASSERT_EQ(x.self().incarnation, 21u);
+  deliver(x, r, 120);
+  ASSERT_EQ(r.state_of(x.self().id), PeerState::alive);
+  // r spreads x's refutation; a takes it second-hand, as it is one above what x told a.
+  r.on_message(a.self().id, Ping{0, {{a.self(), PeerState::alive}}}, 500);  // r piggybacks on its Ack
+  deliver(r, a, 510);
+  EXPECT_EQ(a.state_of(x.self().id), PeerState::alive);
+  EXPECT_EQ(a.info_of(x.self().id)->incarnation, 21u);
+}
+
+TEST(MembershipHostile, ClaimsAboutSelfAboveItsIncarnationAreNotObeyed) {
+  Trio t;
+  const uint64_t own = t.x.self().incarnation;
+  for (uint64_t inc : {own + 2, own + 1000, Membership::kMaxIncarnation, kTop - 1, kTop})
+    for (PeerState s : {PeerState::suspect, PeerState::dead, PeerState::left})
+      t.x.on_message(t.liar.id, Ping{0, {{t.liar, PeerState::alive}, {at(t.x.self(), inc), s}}}, 100);
+  EXPECT_EQ(t.x.self().incarnation, own);
+  EXPECT_EQ(t.x.counters().refutations, 0u);
+  // A claim about the current incarnation, or the one above (as far as hearsay lifts a peer), is
+  // refuted.
+  t.x.on_message(t.liar.id, Ping{0, {{at(t.x.self(), own), PeerState::dead}}}, 200);
+  EXPECT_EQ(t.x.self().incarnation, own + 1);
+  t.x.on_message(t.liar.id, Ping{0, {{at(t.x.self(), own + 2), PeerState::suspect}}}, 300);
+  EXPECT_EQ(t.x.self().incarnation, own + 3);
+}
+
+TEST(MembershipHostile, APeersOwnWordReplacesHearsayAboutIt) {
+  Trio t;
+  const PeerInfo y{PeerId{5}, "tcp://y:1", 50};
+  // Death claims do not introduce a peer; an alive claim does, with whatever the liar says.
+  t.lie_to_a({{y, PeerState::dead}, {at(y, 60), PeerState::suspect}}, 100);
+  EXPECT_FALSE(t.a.state_of(y.id));
+  t.lie_to_a({{at(y, Membership::kMaxIncarnation, "tcp://nowhere:1"), PeerState::alive}}, 200);
+  EXPECT_EQ(t.a.info_of(y.id)->addr, "tcp://nowhere:1");
+  // y speaks for itself: its incarnation and address win over the hearsay, although lower.
+  t.a.on_message(y.id, Ping{0, {{y, PeerState::alive}}}, 300);
+  EXPECT_EQ(t.a.info_of(y.id), y);
+  EXPECT_EQ(t.a.state_of(y.id), PeerState::alive);
+  // From now on hearsay moves it no more than any first-hand member.
+  t.lie_to_a({{at(y, 70, "tcp://nowhere:1"), PeerState::alive}}, 400);
+  EXPECT_EQ(t.a.info_of(y.id), y);
+}
+
+TEST(MembershipHostile, ALiarInTheSwarmEvictsNobodyAndHidesNoDeath) {
+  FakeNetwork net({});
+  DeathLog log;
+  log.attach(net);
+  const size_t n = 12, liar = 0, victim = 5;
+  grow(net, n);
+  ASSERT_TRUE(net.run_until([&] { return converged(net); }, 20000));
+  const uint64_t start_incarnation = net.node(victim).self().incarnation;
+  // For 30 s the liar tells everyone, every 100 ms, that the victim is dead (at the top incarnation
+  // and at its current one), suspect, and alive at higher incarnations elsewhere.
+  auto lie = [&] {
+    const PeerInfo v = net.node(victim).self();
+    for (size_t to = 0; to < n; ++to) {
+      if (to == liar) continue;
+      net.send_as(liar, to,
+                  Ping{0,
+                       {{net.node(liar).self(), PeerState::alive},
+                        {at(v, kTop), PeerState::dead},
+                        {at(v, Membership::kMaxIncarnation), PeerState::dead},
+                        {v, PeerState::dead},
+                        {v, PeerState::suspect},
+                        {at(v, v.incarnation + 1, "sim://nowhere"), PeerState::alive}}});
+    }
+  };
+  for (int i = 0; i < 300; ++i) {
+    lie();
+    net.run_for(100);
+  }
+  for (const auto& [who, whom] : log.deaths) EXPECT_NE(whom, net.id(victim)) << "declared dead by " << who;
+  EXPECT_TRUE(converged(net));
+  // Each lie lifts the victim's incarnation by at most two: it stays far from any bound.
+  EXPECT_LE(net.node(victim).self().incarnation, start_incarnation + 600);
+  for (size_t i : net.live_nodes()) {
+    if (i != victim) {
+      EXPECT_EQ(net.node(i).info_of(net.id(victim))->addr, net.node(victim).self().addr);
+    }
+  }
+  // When the victim really dies, the liar's alive claims do not keep it in anyone's view.
+  net.crash(victim);
+  const Millis crashed_at = net.now();
+  bool removed = false;
+  while (!removed && net.now() < crashed_at + 15000) {
+    lie();
+    removed = net.run_until([&] { return removed_everywhere(net, victim); }, 100);
+  }
+  EXPECT_TRUE(removed);
+  RecordProperty("removal_ms", static_cast<int>(net.now() - crashed_at));
+  EXPECT_LE(net.now() - crashed_at, 7000);
+}
+
 TEST(Membership, RejectsBadConfig) {
   MembershipConfig c;
   c.target_degree = 6;
