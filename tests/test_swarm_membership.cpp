@@ -1,6 +1,7 @@
 // Membership between real `murmur node` processes on loopback, over CURVE: eight peers join through a
 // seed and through chains of others, everyone learns everyone, two SIGKILLed peers are declared dead by
-// all the others, and a peer whose key is not on the allow-list is never admitted.
+// all the others, and a peer whose key is not on the allow-list is never admitted (and is counted on the
+// seed's /metrics).
 #include <signal.h>
 
 #include <fstream>
@@ -68,6 +69,7 @@ TEST(SwarmMembership, EightPeersJoinDetectTwoCrashesAndRefuseAStranger) {
   allow.close();
   std::vector<int> port;
   for (int i = 0; i <= n; ++i) port.push_back(murmur::launch::free_tcp_port());
+  const int metrics_port = murmur::launch::free_tcp_port();  // the seed's /metrics
   auto log_of = [&](int i) { return out / ("peer-" + std::to_string(i)) / "log.jsonl"; };
   auto start = [&](int i, int via) {
     std::vector<std::string> argv = {
@@ -79,6 +81,7 @@ TEST(SwarmMembership, EightPeersJoinDetectTwoCrashesAndRefuseAStranger) {
         "--batch", "2", "--context", "16", "--steps", "1000000", "--tokens-per-s-limit", "100",
         "--eval-every", "0", "--ckpt-every", "0"};
     if (via >= 0) argv.insert(argv.end(), {"--join", pub[via] + "@127.0.0.1:" + std::to_string(port[via])});
+    if (i == 0) argv.insert(argv.end(), {"--metrics-port", std::to_string(metrics_port)});
     return murmur::launch::Process::spawn(argv, out / ("node-" + std::to_string(i) + ".log"));
   };
   // Peer 0 is the seed; 1-3 join through it; 4-7 through a chain (4 via 1, 5 via 4, 6 via 5, 7 via 6).
@@ -126,6 +129,13 @@ TEST(SwarmMembership, EightPeersJoinDetectTwoCrashesAndRefuseAStranger) {
   // The stranger was never admitted: no member peer heard of it, and it heard of nobody.
   for (int i = 0; i < n; ++i) EXPECT_EQ(member_states(log_of(i)).count(name[n]), 0u) << "peer " << i;
   EXPECT_TRUE(member_states(log_of(n)).empty());
+  // The seed's operators see the refusals, and no series names the stranger.
+  const std::string metrics = murmur::test::http_get(metrics_port, "/metrics");
+  const size_t denied = metrics.find("\nmurmur_zap_denied_total ");
+  ASSERT_NE(denied, std::string::npos) << metrics;
+  EXPECT_GE(std::stoi(metrics.substr(denied + 25)), 1) << metrics;
+  EXPECT_NE(metrics.find("# TYPE murmur_transport_dropped_total counter"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find(name[n]), std::string::npos) << metrics;
   for (int i = 0; i < 6; ++i) procs[static_cast<size_t>(i)].signal(SIGTERM);
   stranger.signal(SIGTERM);
   for (int i = 0; i < 6; ++i) EXPECT_TRUE(procs[static_cast<size_t>(i)].wait_for(std::chrono::seconds(30)));

@@ -1,7 +1,9 @@
 // Keys on disk, the allow-list, and the CurveZMQ transport over real sockets on
 // 127.0.0.1: control messages, an idle poll that sleeps rather than spins, a 50 MB chunked payload overtaken
 // by a probe (and the probe handed over before the rest of the payload is read), strangers refused (with the
-// ZAP handler, and fail-closed without one), oversize, malformed and spoofed frames dropped and counted.
+// ZAP handler, and fail-closed without one), oversize, malformed and spoofed frames dropped and counted,
+// reassembly bounded per sender, in total and in time, and payloads on links that are not up never
+// reassembled.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -302,6 +304,131 @@ TEST(Transport, OversizeMalformedAndSpoofedFramesAreDroppedAndCounted) {
   EXPECT_EQ(got[0].msg, g::Message(g::Bye{2}));
 }
 
+// A DEALER holding an admitted key that writes payload chunks as a hostile peer would: starting
+// payloads it never finishes, claiming sizes it never sends.
+struct RawSender {
+  zmq::context_t ctx;
+  zmq::socket_t s{ctx, zmq::socket_type::dealer};
+  RawSender(const Keys& k, const Transport& to) {
+    s.set(zmq::sockopt::linger, 0);
+    configure_curve_client(s, k, to.id());
+    s.connect(to.endpoint());
+  }
+  // Chunk `i` of `n` of payload (epoch, seq), 16 KiB.
+  void chunk(uint64_t epoch, uint64_t seq, uint32_t i, uint32_t n) {
+    s.send(zmq::buffer(encode(g::Payload{epoch, seq, i, n, std::vector<uint8_t>(kChunk, uint8_t(i))})),
+           zmq::send_flags::none);
+  }
+  static constexpr size_t kChunk = 16 << 10;
+};
+
+// A receiver admitting `senders`, holding one 4-chunk payload per sender and two in all.
+TransportConfig small_reassembly(const std::vector<Keys>& senders, std::chrono::milliseconds timeout) {
+  std::set<g::PeerId> allowed;
+  for (const Keys& k : senders) allowed.insert(k.id);
+  TransportConfig c = config_for(generate_keys(), allowed);
+  c.max_payload_bytes = 4 * RawSender::kChunk;
+  c.max_reassembly_bytes = 2 * c.max_payload_bytes;
+  c.reassembly_timeout = timeout;
+  return c;
+}
+
+uint64_t rejected(const Transport& t, const char* reason) {
+  const auto& r = t.counters().total.rejected;
+  return r.count(reason) ? r.at(reason) : 0;
+}
+
+// Pumps `t` alone for `d`, returning what arrived.
+std::vector<Incoming> idle(Transport& t, std::chrono::milliseconds d) {
+  return pump_until(
+      {&t}, t, [](auto&) { return false; }, d);
+}
+
+TEST(Transport, StalledPayloadTimesOutFromItsLastChunkAndIsFreed) {
+  const Keys k = generate_keys();
+  Transport b(small_reassembly({k}, 1000ms));
+  RawSender raw(k, b);
+  // A slow stream: 1.5 s for the payload, 0.5 s between chunks, is not cut off.
+  for (uint32_t i = 0; i < 3; ++i) {
+    raw.chunk(1, 0, i, 4);
+    EXPECT_TRUE(idle(b, 500ms).empty());
+  }
+  raw.chunk(1, 0, 3, 4);
+  auto got = pump_until({&b}, b, [](auto& v) { return !v.empty(); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(std::get<g::Payload>(got[0].msg).bytes.size(), 4 * RawSender::kChunk);
+  EXPECT_EQ(b.reassembly_bytes(), 0u);
+  // A payload that stops half-way is dropped once no chunk came for the timeout.
+  raw.chunk(1, 1, 0, 4);
+  raw.chunk(1, 1, 1, 4);
+  pump_until({&b}, b, [&](auto&) { return b.reassembly_bytes() > 0; });
+  EXPECT_EQ(b.reassembly_bytes(), 4 * RawSender::kChunk);
+  const auto t0 = std::chrono::steady_clock::now();
+  pump_until({&b}, b, [&](auto&) { return rejected(b, "timeout") > 0; });
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 900ms);
+  EXPECT_EQ(rejected(b, "timeout"), 1u);
+  EXPECT_EQ(b.reassembly_bytes(), 0u);
+}
+
+TEST(Transport, ReassemblyIsCappedPerSenderAndInTotal) {
+  const std::vector<Keys> k = {generate_keys(), generate_keys(), generate_keys()};
+  Transport b(small_reassembly(k, 60s));
+  std::vector<std::unique_ptr<RawSender>> raw;
+  for (const Keys& key : k) raw.push_back(std::make_unique<RawSender>(key, b));
+  // Per sender: a payload beyond max_payload_bytes takes nothing; a new payload replaces the old one.
+  raw[0]->chunk(1, 0, 0, 5);
+  pump_until({&b}, b, [&](auto&) { return rejected(b, "oversize") > 0; });
+  EXPECT_EQ(b.reassembly_bytes(), 0u);
+  for (const uint64_t seq : {uint64_t{1}, uint64_t{2}}) {
+    raw[0]->chunk(1, seq, 0, 4);
+    pump_until({&b}, b, [&](auto&) { return b.counters().total.bytes_in >= (seq + 1) * RawSender::kChunk; });
+    EXPECT_EQ(b.reassembly_bytes(), 4 * RawSender::kChunk);
+  }
+  EXPECT_EQ(rejected(b, "reassembly"), 1u);  // seq 1, abandoned
+  // In total: two payloads fit, the third sender's is refused, every chunk of it unread.
+  raw[1]->chunk(1, 0, 0, 4);
+  pump_until({&b}, b, [&](auto&) { return b.reassembly_bytes() == 8 * RawSender::kChunk; });
+  for (uint32_t i = 0; i < 4; ++i) raw[2]->chunk(1, 0, i, 4);
+  pump_until({&b}, b, [&](auto&) { return rejected(b, "memory") == 4; });
+  EXPECT_EQ(b.counters().peers.at(k[2].id).rejected.at("memory"), 4u);
+  EXPECT_EQ(b.reassembly_bytes(), 8 * RawSender::kChunk);
+  // Once the first sender's payload is through, the third has room.
+  for (uint32_t i = 1; i < 4; ++i) raw[0]->chunk(1, 2, i, 4);
+  auto got = pump_until({&b}, b, [](auto& v) { return !v.empty(); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].from, k[0].id);
+  for (uint32_t i = 0; i < 4; ++i) raw[2]->chunk(1, 1, i, 4);
+  got = pump_until({&b}, b, [](auto& v) { return !v.empty(); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].from, k[2].id);
+  EXPECT_EQ(b.reassembly_bytes(), 4 * RawSender::kChunk);  // the second sender's, still partial
+}
+
+TEST(Transport, PayloadsOnALinkThatIsNotUpNeverAllocate) {
+  const Keys k = generate_keys();
+  Transport b(small_reassembly({k}, 60s));
+  int asked = 0;
+  b.set_payload_filter([&](const g::PeerId& from, uint64_t epoch) {
+    ++asked;
+    return from == k.id && epoch == 6;
+  });
+  RawSender raw(k, b);
+  for (uint32_t i = 0; i < 4; ++i) raw.chunk(5, 0, i, 4);
+  size_t most = 0;
+  pump_until({&b}, b, [&](auto&) {
+    most = std::max(most, b.reassembly_bytes());
+    return rejected(b, "no_link") == 4;
+  });
+  EXPECT_EQ(rejected(b, "no_link"), 4u);
+  EXPECT_EQ(most, 0u);
+  EXPECT_EQ(asked, 1);  // once per payload, at its first chunk
+  for (uint32_t i = 0; i < 4; ++i) raw.chunk(6, 0, i, 4);
+  const auto got = pump_until({&b}, b, [](auto& v) { return !v.empty(); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(std::get<g::Payload>(got[0].msg).link_epoch, 6u);
+  EXPECT_EQ(asked, 2);
+}
+
 TEST(Transport, ClearErrors) {
   Pair p;
   TransportConfig c = config_for(generate_keys(), {});
@@ -311,6 +438,12 @@ TEST(Transport, ClearErrors) {
   EXPECT_THROW(Transport{c}, std::runtime_error);
   c.listen = "tcp://127.0.0.1:0";
   c.chunk_bytes = g::kMaxChunkBytes + 1;
+  EXPECT_THROW(Transport{c}, std::invalid_argument);
+  c.chunk_bytes = 512u << 10;
+  c.max_reassembly_bytes = c.max_payload_bytes - 1;
+  EXPECT_THROW(Transport{c}, std::invalid_argument);
+  c.max_reassembly_bytes = c.max_payload_bytes;
+  c.reassembly_timeout = 0ms;
   EXPECT_THROW(Transport{c}, std::invalid_argument);
 }
 

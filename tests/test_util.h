@@ -1,8 +1,12 @@
-// Shared helpers for the tests: temporary directories, running commands, and
+// Shared helpers for the tests: temporary directories, running commands, an HTTP GET, and
 // finding a Python interpreter that can import torch.
 #pragma once
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -46,6 +50,26 @@ inline CommandResult run_command(const std::string& cmd) {
   const int status = ::pclose(p);
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// One HTTP/1.1 GET to 127.0.0.1:port over a plain socket: the whole reply, read until the server
+// closes (empty when nothing listens).
+inline std::string http_get(int port, const std::string& target) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string reply;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string req = "GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    if (::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) reply.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  return reply;
 }
 
 inline std::string murmur_bin() { return MURMUR_BINARY; }

@@ -11,6 +11,7 @@
 #include "model/atomic_file.h"
 #include "node/cli/commands.h"
 #include "node/net/keys.h"
+#include "node/net/metrics.h"
 #include "node/net/metrics_http.h"
 #include "node/net/transport.h"
 #include "node/peer/args.h"
@@ -25,7 +26,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string render_metrics(peer::PeerMailbox& mailbox) {
+std::string render_metrics(peer::PeerMailbox& mailbox, const net::MetricsRegistry& registry) {
   const peer::NetView v = mailbox.view();
   std::string out;
   out += net::prom_header("murmur_peers_known", "gauge", "Live peers this peer knows of (without itself)");
@@ -39,7 +40,10 @@ std::string render_metrics(peer::PeerMailbox& mailbox) {
   out += net::prom_header("murmur_messages_rejected_total", "counter",
                           "Messages dropped as malformed or refused");
   out += net::prom_line("murmur_messages_rejected_total", static_cast<double>(v.messages_rejected));
-  return out;
+  out +=
+      net::prom_header("murmur_reassembly_bytes", "gauge", "Memory reserved for partially received payloads");
+  out += net::prom_line("murmur_reassembly_bytes", static_cast<double>(v.reassembly_bytes));
+  return out + registry.render();
 }
 
 void run_node(const peer::PeerArgs& a) {
@@ -51,6 +55,10 @@ void run_node(const peer::PeerArgs& a) {
   tc.listen = a.listen;
   tc.admission.open = a.open;
   if (!a.open) tc.admission.allowed = net::load_allow_list(a.allow);
+  const peer::ReassemblyLimits limits = peer::reassembly_limits(a);
+  tc.max_payload_bytes = limits.max_payload_bytes;
+  tc.max_reassembly_bytes = limits.max_reassembly_bytes;
+  tc.reassembly_timeout = limits.timeout;
   for (const auto& d : a.dial_via) {
     const size_t eq = d.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == d.size())
@@ -77,10 +85,14 @@ void run_node(const peer::PeerArgs& a) {
   no.membership.target_degree = a.degree;
   no.membership.max_degree = a.max_degree;
   no.membership.link_lifetime = gossip::Millis(a.link_lifetime_s * 1000);
+  no.ring_payloads = a.algo == "allreduce" || a.algo == "diloco";
+  // Per-peer series name the allow-list's peers only: in open mode every peer is "unknown".
+  net::MetricsRegistry registry(tc.admission.allowed);
+  no.metrics = &registry;
   std::unique_ptr<net::MetricsServer> metrics;
   if (a.metrics_port >= 0) {
-    metrics =
-        std::make_unique<net::MetricsServer>(a.metrics_port, [&mailbox] { return render_metrics(mailbox); });
+    metrics = std::make_unique<net::MetricsServer>(a.metrics_port,
+                                                   [&] { return render_metrics(mailbox, registry); });
     std::printf("metrics: http://127.0.0.1:%d/metrics\n", metrics->port());
   }
   run::install_interrupt_handler();
@@ -89,7 +101,7 @@ void run_node(const peer::PeerArgs& a) {
   std::thread net_thread([&] { net.run(); });
   json summary;
   try {
-    summary = peer::run_peer_training(a, keys.id, mailbox, log);
+    summary = peer::run_peer_training(a, keys.id, mailbox, log, registry);
   } catch (...) {
     mailbox.stop();
     net_thread.join();

@@ -7,6 +7,7 @@
 
 #include "gossip/peer_id.h"
 #include "gossip/wire.h"
+#include "node/net/metrics.h"
 
 namespace murmur::net {
 
@@ -52,6 +53,32 @@ g::PeerInfo parse_join_address(const std::string& text) {
   return {*key, "tcp://" + hostport, 0};
 }
 
+void export_counters(const TransportCounters& c, MetricsRegistry& m) {
+  CounterFamily& dropped =
+      m.counters("murmur_transport_dropped_total",
+                 "Frames the transport dropped, by sender and reason (docs/protocol.md)", {"peer", "reason"});
+  std::map<std::string, uint64_t> named;  // per reason, over the peers with a label of their own
+  std::map<std::pair<std::string, std::string>, uint64_t> by_label;
+  for (const auto& [id, link] : c.peers) {
+    const std::string label = m.peer_label(id);
+    if (label == kUnknownPeer) continue;
+    for (const auto& [reason, n] : link.rejected) {
+      by_label[{label, reason}] += n;
+      named[reason] += n;
+    }
+  }
+  for (const auto& [key, n] : by_label) dropped.set({key.first, key.second}, n);
+  for (const auto& [reason, n] : c.total.rejected)
+    if (n > named[reason]) dropped.set({kUnknownPeer, reason}, n - named[reason]);
+  m.counters("murmur_transport_disconnects_total",
+             "Connections to this peer's ROUTER that closed: departures, and frames over the size limit", {})
+      .set({}, c.disconnects);
+  m.counters("murmur_zap_admitted_total", "CURVE handshakes the allow-list admitted (ZAP)", {})
+      .set({}, c.zap_admitted);
+  m.counters("murmur_zap_denied_total", "CURVE handshakes the allow-list refused (ZAP)", {})
+      .set({}, c.zap_denied);
+}
+
 struct Transport::Outbound {
   std::string addr;
   zmq::socket_t control, bulk;  // bulk connects on the first payload
@@ -71,9 +98,14 @@ Transport::Transport(TransportConfig config) : config_(std::move(config)) {
   if (config_.max_payload_bytes / config_.chunk_bytes >= UINT32_MAX) {
     throw std::invalid_argument("max_payload_bytes needs more than 2^32 chunks");
   }
+  if (config_.max_reassembly_bytes < config_.max_payload_bytes)
+    throw std::invalid_argument("max_reassembly_bytes must hold at least one payload of max_payload_bytes");
+  if (config_.reassembly_timeout.count() <= 0)
+    throw std::invalid_argument("reassembly_timeout must be positive");
   // libzmq gives each new connection its least loaded I/O thread: with two, a peer's control
   // connection does not share one with its bulk connection, whose thread is busy encrypting chunks
-  // (probe RTT p50 under a saturating transfer: ~10 ms with one, ~1-3 ms with two; docs/experiments/transport.md).
+  // (probe RTT p50 under a saturating transfer: ~10 ms with one, ~1-3 ms with two;
+  // docs/experiments/transport.md).
   ctx_.set(zmq::ctxopt::io_threads, 2);
   zap_ = std::make_unique<ZapHandler>(ctx_, config_.admission);
   router_ = zmq::socket_t(ctx_, zmq::socket_type::router);
@@ -232,6 +264,7 @@ std::vector<Incoming> Transport::poll(std::chrono::milliseconds timeout) {
     if (items[0].revents & ZMQ_POLLIN) receive_all(got);
     if (!got.empty() || Clock::now() >= deadline) break;
   }
+  expire_partials();
   counters_.zap_admitted = zap_->admitted();
   counters_.zap_denied = zap_->denied();
   return got;
@@ -305,56 +338,114 @@ void Transport::accept(const g::PeerId& from, g::Message m, std::vector<Incoming
 // Chunks of one payload arrive in order on the sender's bulk connection; one
 // payload per peer is in reassembly at a time.
 void Transport::reassemble(const g::PeerId& from, const wire::PayloadChunk& p, std::vector<Incoming>& out) {
+  if (p.chunk == 0) return start_payload(from, p, out);
   auto it = partial_.find(from);
-  if (p.chunk == 0) {
-    if (it != partial_.end()) {
-      reject(&from, "reassembly", "payload abandoned after " + std::to_string(it->second.next) + " chunks");
-      drop_partial(from);
-    }
-    if (p.chunk_count == 1) {
-      ++counters_.total.messages_in, ++counters_.peers[from].messages_in;
-      out.push_back({from, wire::to_payload(p)});
-      return;
-    }
-    // Every chunk but the last has the first one's size: reserving the whole payload once spares the
-    // receiving thread the copies of a growing buffer (a 256 MiB payload would stall it for ~100 ms).
-    const uint64_t bound = uint64_t(p.chunk_count) * p.bytes.size();
-    if (p.bytes.empty() || bound > config_.max_payload_bytes ||
-        partial_bytes_ + bound > config_.max_reassembly_bytes) {
-      reject(&from, "oversize",
-             std::to_string(p.chunk_count) + " chunks of " + std::to_string(p.bytes.size()) +
-                 " bytes: empty, or beyond the payload or reassembly memory bound");
-      return;
-    }
-    it = partial_.emplace(from, Reassembly{p.link_epoch, p.seq, 0, p.chunk_count, size_t(bound), {}}).first;
-    it->second.bytes.reserve(size_t(bound));
-    advise_huge_pages(it->second.bytes.data(), size_t(bound));
-    partial_bytes_ += size_t(bound);
-  } else if (it == partial_.end() || it->second.link_epoch != p.link_epoch || it->second.seq != p.seq ||
-             it->second.count != p.chunk_count || it->second.next != p.chunk) {
+  if (it == partial_.end() || it->second.link_epoch != p.link_epoch || it->second.seq != p.seq ||
+      it->second.count != p.chunk_count || it->second.next != p.chunk) {
     reject(&from, "reassembly", "chunk " + std::to_string(p.chunk) + " out of order");
     drop_partial(from);
     return;
   }
   Reassembly& r = it->second;
-  if (r.bytes.size() + p.bytes.size() > r.bound) {
-    reject(&from, "reassembly", "chunk " + std::to_string(p.chunk) + " is larger than the first");
+  r.last_chunk = Clock::now();
+  if (r.refused) {
+    reject(&from, r.refused, "chunk " + std::to_string(p.chunk) + " of a refused payload");
+  } else if (r.bytes.size() + p.bytes.size() > r.bound) {
+    reject(&from, "reassembly", "chunk " + std::to_string(p.chunk) + " overruns the size chunk 0 announced");
     drop_partial(from);
     return;
+  } else {
+    r.bytes.insert(r.bytes.end(), p.bytes.begin(), p.bytes.end());
   }
-  r.bytes.insert(r.bytes.end(), p.bytes.begin(), p.bytes.end());
   if (++r.next < r.count) return;
-  partial_bytes_ -= r.bound;
-  g::Payload whole{r.link_epoch, r.seq, 0, 1, std::move(r.bytes)};
-  partial_.erase(it);
+  if (!r.refused) deliver(from, g::Payload{r.link_epoch, r.seq, 0, 1, std::move(r.bytes)}, out);
+  erase_partial(it);
+}
+
+void Transport::start_payload(const g::PeerId& from, const wire::PayloadChunk& first,
+                              std::vector<Incoming>& out) {
+  if (const auto it = partial_.find(from); it != partial_.end()) {
+    if (!it->second.refused)
+      reject(&from, "reassembly", "payload abandoned after " + std::to_string(it->second.next) + " chunks");
+    erase_partial(it);
+  }
+  // Every chunk but the last has the first one's size: reserving the whole payload once spares the
+  // receiving thread the copies of a growing buffer (a 256 MiB payload would stall it for ~100 ms).
+  const uint64_t bound =
+      std::min<uint64_t>(uint64_t(first.chunk_count) * first.bytes.size(), config_.max_payload_bytes);
+  const char* refused = refusal(from, first, bound);
+  if (first.chunk_count == 1) {
+    if (!refused) deliver(from, wire::to_payload(first), out);
+    return;
+  }
+  Reassembly r{first.link_epoch, first.seq, 1, first.chunk_count, 0, {}, Clock::now(), refused};
+  if (!refused) {
+    r.bound = size_t(bound);
+    r.bytes.reserve(r.bound);
+    advise_huge_pages(r.bytes.data(), r.bound);
+    r.bytes.insert(r.bytes.end(), first.bytes.begin(), first.bytes.end());
+    partial_bytes_ += r.bound;
+  }
+  partial_.emplace(from, std::move(r));
+}
+
+// Why the payload that `first` starts is not reassembled (counted by reject()), or nullptr. The
+// smallest size its chunk count allows must fit max_payload_bytes: the last chunk may be short.
+const char* Transport::refusal(const g::PeerId& from, const wire::PayloadChunk& first, uint64_t bound) {
+  const std::string what =
+      std::to_string(first.chunk_count) + " chunks of " + std::to_string(first.bytes.size()) + " bytes";
+  if (payload_filter_ && !payload_filter_(from, first.link_epoch)) {
+    reject(&from, "no_link", "payload on link epoch " + std::to_string(first.link_epoch) + ", not up");
+    return "no_link";
+  }
+  const uint64_t smallest =
+      first.chunk_count == 1 ? first.bytes.size() : uint64_t(first.chunk_count - 1) * first.bytes.size() + 1;
+  if ((first.chunk_count > 1 && first.bytes.empty()) || smallest > config_.max_payload_bytes) {
+    reject(&from, "oversize",
+           what + ": empty, or beyond max_payload_bytes " + std::to_string(config_.max_payload_bytes));
+    return "oversize";
+  }
+  if (first.chunk_count > 1 && partial_bytes_ + bound > config_.max_reassembly_bytes) {
+    reject(&from, "memory",
+           what + ": reassembly memory full (" + std::to_string(partial_bytes_) +
+               " of max_reassembly_bytes " + std::to_string(config_.max_reassembly_bytes) + " in use)");
+    return "memory";
+  }
+  return nullptr;
+}
+
+void Transport::deliver(const g::PeerId& from, g::Payload p, std::vector<Incoming>& out) {
   ++counters_.total.messages_in, ++counters_.peers[from].messages_in;
-  out.push_back({from, std::move(whole)});
+  out.push_back({from, std::move(p)});
+}
+
+// A sender that goes quiet mid-payload (stalled, gone, or hostile) must not pin its buffer.
+void Transport::expire_partials() {
+  const auto now = Clock::now();
+  for (auto it = partial_.begin(); it != partial_.end();) {
+    const auto next = std::next(it);
+    const Reassembly& r = it->second;
+    if (now - r.last_chunk >= config_.reassembly_timeout) {
+      if (!r.refused)
+        reject(
+            &it->first, "timeout",
+            "payload abandoned: no chunk for " +
+                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - r.last_chunk).count()) +
+                " s after " + std::to_string(r.next) + " of " + std::to_string(r.count) + " chunks");
+      erase_partial(it);
+    }
+    it = next;
+  }
 }
 
 void Transport::drop_partial(const g::PeerId& from) {
-  const auto it = partial_.find(from);
-  if (it == partial_.end()) return;
+  if (const auto it = partial_.find(from); it != partial_.end()) erase_partial(it);
+}
+
+// Freed on the reaper's thread: unmapping a large buffer would stall this one.
+void Transport::erase_partial(std::map<g::PeerId, Reassembly>::iterator it) {
   partial_bytes_ -= it->second.bound;
+  reaper_.release(std::move(it->second.bytes));
   partial_.erase(it);
 }
 

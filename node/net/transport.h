@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,15 +33,23 @@
 
 namespace murmur::net {
 
+class MetricsRegistry;
+
 struct TransportConfig {
   Keys keys;
   std::string listen = "tcp://127.0.0.1:0";  // port 0: the system picks (see endpoint())
   AdmissionPolicy admission;
-  size_t chunk_bytes = 512u << 10;         // payload chunk size, at most gossip::kMaxChunkBytes
-  size_t max_payload_bytes = 1u << 30;     // largest payload sent or reassembled
-  size_t max_reassembly_bytes = 2u << 30;  // all peers' partial payloads together
-  size_t max_queued_payloads = 4;          // per peer, waiting to be sent; send_payload refuses more
-  size_t max_queued_control = 1000;        // per peer, when the socket's queue is full
+  size_t chunk_bytes = 512u << 10;  // payload chunk size, at most gossip::kMaxChunkBytes
+  // Reassembly bounds. A sender has one payload in reassembly at a time, so max_payload_bytes
+  // (largest payload sent or reassembled) is also what one sender can hold; a peer sizes it from
+  // its model (a full fp32 snapshot plus overhead).
+  size_t max_payload_bytes = 1u << 30;
+  size_t max_reassembly_bytes = 2u << 30;  // all senders' partial payloads together
+  // A partial payload with no new chunk for this long is dropped. The same as the heartbeat
+  // timeout: a chunk slower than that loses its connection anyway.
+  std::chrono::milliseconds reassembly_timeout{120'000};
+  size_t max_queued_payloads = 4;    // per peer, waiting to be sent; send_payload refuses more
+  size_t max_queued_control = 1000;  // per peer, when the socket's queue is full
   // Destination address -> address actually dialled (the netem relays).
   std::map<std::string, std::string> dial_map;
   // ZMTP heartbeats only detect dead TCP connections; liveness is SWIM's job. The
@@ -59,9 +68,11 @@ struct LinkCounters {
   uint64_t bytes_in = 0, bytes_out = 0;        // frame bytes
   uint64_t messages_in = 0, messages_out = 0;  // control messages and whole payloads
   // Dropped frames by reason: malformed (undecodable), spoofed (Hello/Welcome
-  // self.id is not the sender's key), reassembly (chunk out of order or a payload
-  // abandoned half-way), oversize (payload or reassembly memory bound), multipart,
-  // queue_full (outgoing control or payload refused).
+  // self.id is not the sender's key), multipart, unauthenticated, reassembly (chunk
+  // out of order or a payload abandoned half-way), oversize (beyond max_payload_bytes),
+  // memory (max_reassembly_bytes in use), no_link (the payload filter refused it),
+  // timeout (a partial payload whose sender went quiet), queue_full (outgoing control
+  // or payload refused). Every chunk of a refused payload counts under its reason.
   std::map<std::string, uint64_t> rejected;
 };
 
@@ -82,6 +93,14 @@ gossip::PeerInfo parse_join_address(const std::string& text);
 
 // Largest frame a ROUTER accepts (ZMQ_MAXMSGSIZE): one full chunk plus envelope.
 inline constexpr size_t kMaxFrameBytes = gossip::kMaxChunkBytes + 128;
+
+// Mirrors the counters into `m`: murmur_transport_dropped_total{peer,reason} (peers by
+// m.peer_label, the rest summed as "unknown"), murmur_transport_disconnects_total,
+// murmur_zap_admitted_total and murmur_zap_denied_total.
+void export_counters(const TransportCounters& c, MetricsRegistry& m);
+
+// Whether a payload from `from` on `link_epoch` may be reassembled; asked at its first chunk.
+using PayloadFilter = std::function<bool(const gossip::PeerId& from, uint64_t link_epoch)>;
 
 class Transport {
  public:
@@ -117,15 +136,24 @@ class Transport {
   // half-received from it.
   void forget(const gossip::PeerId& peer);
 
+  // Payloads it refuses are dropped unread (counted as no_link): the caller knows which
+  // links are up. Unset: every payload is reassembled. Called from poll().
+  void set_payload_filter(PayloadFilter filter) { payload_filter_ = std::move(filter); }
+
   const TransportCounters& counters() const { return counters_; }
+  size_t reassembly_bytes() const { return partial_bytes_; }  // reserved for partial payloads
 
  private:
   struct Outbound;
   struct Reassembly {
     uint64_t link_epoch = 0, seq = 0;
     uint32_t next = 0, count = 0;
-    size_t bound = 0;  // count × the first chunk's size: reserved up front, counted in partial_bytes_
+    // count × the first chunk's size, at most max_payload_bytes: reserved up front, counted in
+    // partial_bytes_ (0 for a refused payload).
+    size_t bound = 0;
     std::vector<uint8_t> bytes;
+    std::chrono::steady_clock::time_point last_chunk;  // the timeout runs from the latest chunk
+    const char* refused = nullptr;  // why: the rest of its chunks are dropped unread, counted so
   };
 
   Outbound& outbound(const gossip::PeerInfo& to);
@@ -136,7 +164,13 @@ class Transport {
   void accept(const gossip::PeerId& from, gossip::Message m, std::vector<Incoming>& out);
   void reassemble(const gossip::PeerId& from, const gossip::wire::PayloadChunk& p,
                   std::vector<Incoming>& out);
+  void start_payload(const gossip::PeerId& from, const gossip::wire::PayloadChunk& first,
+                     std::vector<Incoming>& out);
+  const char* refusal(const gossip::PeerId& from, const gossip::wire::PayloadChunk& first, uint64_t bound);
+  void deliver(const gossip::PeerId& from, gossip::Payload p, std::vector<Incoming>& out);
+  void expire_partials();
   void drop_partial(const gossip::PeerId& from);
+  void erase_partial(std::map<gossip::PeerId, Reassembly>::iterator it);
   void reject(const gossip::PeerId* from, const std::string& reason, const std::string& detail);
   void read_monitor();
 
@@ -149,6 +183,7 @@ class Transport {
   std::map<gossip::PeerId, std::unique_ptr<Outbound>> out_;
   std::map<gossip::PeerId, Reassembly> partial_;
   size_t partial_bytes_ = 0;
+  PayloadFilter payload_filter_;
   TransportCounters counters_;
 };
 

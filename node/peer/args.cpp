@@ -3,11 +3,16 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "compress/wire.h"
+#include "gossip/wire.h"
 #include "model/config.h"
+#include "model/layout.h"
 
 namespace murmur::peer {
 
 namespace {
+
+constexpr size_t kMiB = size_t{1} << 20;
 
 // A CLI11 check that accepts what `parse` accepts, with its error message.
 template <typename Parse>
@@ -47,6 +52,23 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
                  "Serve Prometheus /metrics on 127.0.0.1:PORT (0 = any free port, -1 = off)")
       ->capture_default_str()
       ->check(CLI::Range(-1, 65535))
+      ->group(net);
+  const auto add_mib = [&](const std::string& flag, uint64_t& value, const std::string& help) {
+    cmd.add_option(flag, value, help)
+        ->capture_default_str()
+        ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 20))
+        ->group(net);
+  };
+  add_mib("--max-payload-mib", a.max_payload_mib,
+          "Largest payload accepted or sent, in MiB; also what one peer can hold in reassembly "
+          "(0 = the model's full fp32 snapshot plus overhead)");
+  add_mib("--max-reassembly-mib", a.max_reassembly_mib,
+          "Memory for all peers' partially received payloads together, in MiB "
+          "(0 = --max-degree largest payloads)");
+  cmd.add_option("--reassembly-timeout-s", a.reassembly_timeout_s,
+                 "Drop a partially received payload after this many seconds without a new chunk")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 3600.0))
       ->group(net);
 
   cmd.add_option("--out", a.out, "Run directory: log.jsonl, summary.json, checkpoints")->group(model);
@@ -207,6 +229,29 @@ void validate_peer_args(const PeerArgs& a) {
   if ((a.algo == "allreduce" || a.algo == "diloco") && a.expect_peers < 1)
     throw std::invalid_argument("--algo " + a.algo + " needs --expect-peers N (the ring's size)");
   if (a.train.steps < a.inner_steps) throw std::invalid_argument("--steps must be at least --inner-steps");
+  const size_t snapshot = snapshot_payload_bytes(a.model.config());
+  if (a.max_payload_mib != 0 && a.max_payload_mib * kMiB < snapshot)
+    throw std::invalid_argument("--max-payload-mib " + std::to_string(a.max_payload_mib) +
+                                " is below the model's full snapshot (" + std::to_string(snapshot) +
+                                " bytes): neighbours' snapshots would be refused");
+  if (a.max_reassembly_mib != 0 && a.max_reassembly_mib * kMiB < reassembly_limits(a).max_payload_bytes)
+    throw std::invalid_argument("--max-reassembly-mib " + std::to_string(a.max_reassembly_mib) +
+                                " cannot hold one payload of --max-payload-mib");
+}
+
+size_t snapshot_payload_bytes(const ModelConfig& cfg) {
+  return sizeof(float) * gpt2_layout(cfg).total() + compress::kHeaderBytes + gossip::wire::kMaxFrameOverhead;
+}
+
+ReassemblyLimits reassembly_limits(const PeerArgs& a) {
+  ReassemblyLimits l;
+  l.max_payload_bytes =
+      a.max_payload_mib ? a.max_payload_mib * kMiB : snapshot_payload_bytes(a.model.config());
+  // Every neighbour link may send a full snapshot at once (a joiner's first links).
+  l.max_reassembly_bytes =
+      a.max_reassembly_mib ? a.max_reassembly_mib * kMiB : size_t(a.max_degree) * l.max_payload_bytes;
+  l.timeout = std::chrono::milliseconds(std::llround(a.reassembly_timeout_s * 1e3));
+  return l;
 }
 
 gossip::RoundConfig round_config(const PeerArgs& a) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -26,6 +27,10 @@ struct PeerArgs {
   std::string allow;                  // allow-list file; empty with --open
   bool open = false;
   int metrics_port = -1;  // Prometheus /metrics on 127.0.0.1:P (0 = any free port, -1 = off)
+  // reassembly bounds against hostile peers (docs/protocol.md, "Limits")
+  uint64_t max_payload_mib = 0;     // 0: the model's full fp32 snapshot plus overhead
+  uint64_t max_reassembly_mib = 0;  // 0: --max-degree such payloads
+  double reassembly_timeout_s = 120;
 
   // run directory and model
   std::string out;   // log.jsonl, summary.json, checkpoints
@@ -78,5 +83,15 @@ void validate_peer_args(const PeerArgs& a);
 gossip::RoundConfig round_config(const PeerArgs& a);
 // The attack of a Byzantine peer (--byzantine), if any.
 std::optional<gossip::AttackConfig> attack_config(const PeerArgs& a);
+
+// The most bytes a legitimate payload takes: the model's full fp32 snapshot (every
+// element of the parameter buffer) in a training message.
+size_t snapshot_payload_bytes(const ModelConfig& cfg);
+struct ReassemblyLimits {
+  size_t max_payload_bytes = 0, max_reassembly_bytes = 0;
+  std::chrono::milliseconds timeout{0};
+};
+// The transport's reassembly bounds: the flags, or sized from the model where they are 0.
+ReassemblyLimits reassembly_limits(const PeerArgs& a);
 
 }  // namespace murmur::peer

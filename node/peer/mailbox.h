@@ -47,6 +47,7 @@ struct NetView {
   size_t neighbours = 0;
   uint64_t bytes_sent = 0, bytes_received = 0, messages_rejected = 0;
   double uplink_bytes_per_s = 0;  // measured on payload sends; 0 until known
+  size_t reassembly_bytes = 0;    // reserved for partial payloads
 };
 
 class PeerMailbox {

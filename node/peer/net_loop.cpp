@@ -36,11 +36,30 @@ NetLoop::NetLoop(net::Transport& transport, gossip::PeerInfo self, NetLoopOption
       opt_(std::move(opt)),
       mailbox_(mailbox),
       log_(log),
-      t0_(std::chrono::steady_clock::now()) {}
+      t0_(std::chrono::steady_clock::now()) {
+  transport_.set_payload_filter(
+      [this](const gossip::PeerId& from, uint64_t epoch) { return accepts_payload(from, epoch); });
+}
+
+NetLoop::~NetLoop() { transport_.set_payload_filter({}); }
 
 Millis NetLoop::now_ms() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0_)
       .count();
+}
+
+bool NetLoop::accepts_payload(const gossip::PeerId& from, uint64_t epoch) {
+  if (epoch == gossip::kRingEpoch) {
+    const auto state = membership_.state_of(from);
+    return opt_.ring_payloads && (state == gossip::PeerState::alive || state == gossip::PeerState::suspect);
+  }
+  const std::vector<gossip::Neighbour> links = membership_.links();
+  if (std::any_of(links.begin(), links.end(),
+                  [&](const gossip::Neighbour& l) { return l.peer.id == from && l.epoch == epoch; }))
+    return true;
+  // A link this peer does not hold: membership answers LinkClose, so the sender drops it too.
+  membership_.on_message(from, gossip::Payload{epoch, 0, 0, 1, {}}, now_ms());
+  return false;
 }
 
 void NetLoop::handle(net::Incoming&& in, Millis now) {
@@ -118,6 +137,8 @@ void NetLoop::publish(double elapsed_s) {
   v.bytes_sent = c.total.bytes_out;
   v.bytes_received = c.total.bytes_in;
   for (const auto& [reason, n] : c.total.rejected) v.messages_rejected += n;
+  v.reassembly_bytes = transport_.reassembly_bytes();
+  if (opt_.metrics) net::export_counters(c, *opt_.metrics);
   v.uplink_bytes_per_s = elapsed_s > 0 ? static_cast<double>(payload_bytes_sent_) / elapsed_s : 0;
   mailbox_.publish(std::move(v));
 }

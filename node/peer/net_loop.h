@@ -15,6 +15,7 @@
 #include <string>
 
 #include "gossip/membership.h"
+#include "node/net/metrics.h"
 #include "node/net/transport.h"
 #include "node/peer/mailbox.h"
 #include "node/run/jsonl_log.h"
@@ -26,6 +27,8 @@ struct NetLoopOptions {
   gossip::MembershipConfig membership;
   double status_every_s = 5.0;  // 0 = no status line
   bool quiet = false;
+  bool ring_payloads = false;               // allreduce/diloco: payloads on kRingEpoch from live members
+  net::MetricsRegistry* metrics = nullptr;  // the transport's counters are mirrored here
 };
 
 class NetLoop {
@@ -33,11 +36,16 @@ class NetLoop {
   // `self` carries the advertised address and this start's incarnation.
   NetLoop(net::Transport& transport, gossip::PeerInfo self, NetLoopOptions opt, PeerMailbox& mailbox,
           run::JsonlLog* log, uint64_t seed);
+  ~NetLoop();
+  NetLoop(const NetLoop&) = delete;
+  NetLoop& operator=(const NetLoop&) = delete;
   // Runs until mailbox.stop(); then leaves the swarm gracefully (Bye, LinkClose)
   // and flushes what is queued for a short while.
   void run();
 
  private:
+  // The transport's payload filter: only links that are up (and the ring) are reassembled.
+  bool accepts_payload(const gossip::PeerId& from, uint64_t epoch);
   void handle(net::Incoming&& in, gossip::Millis now);
   void send_payloads();
   void carry_out(gossip::Millis now);

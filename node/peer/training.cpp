@@ -50,11 +50,22 @@ gossip::Millis now_ms() {
 
 class PeerTraining {
  public:
-  PeerTraining(const PeerArgs& a, const PeerId& self, PeerMailbox& mailbox, run::JsonlLog& log)
+  PeerTraining(const PeerArgs& a, const PeerId& self, PeerMailbox& mailbox, run::JsonlLog& log,
+               net::MetricsRegistry& metrics)
       : a_(a),
         self_(self),
         mailbox_(mailbox),
         log_(log),
+        metrics_(metrics),
+        rejected_total_(
+            metrics.counters("murmur_training_rejected_total",
+                             "Neighbours' training contributions refused or cut down, by peer and "
+                             "kind (malformed, outlier, stale, far, gap, nonfinite, diverged)",
+                             {"peer", "kind"})),
+        cut_total_(metrics.counters("murmur_training_links_cut_total",
+                                    "Neighbour links cut for repeated strikes, by peer", {"peer"})),
+        rollback_total_(metrics.counters("murmur_training_rollbacks_total",
+                                         "Rollbacks to the state before a mix after a non-finite loss", {})),
         cfg_(a.model.config()),
         train_(a.data, "train"),
         val_(a.data, "val"),
@@ -111,6 +122,8 @@ class PeerTraining {
   PeerId self_;
   PeerMailbox& mailbox_;
   run::JsonlLog& log_;
+  net::MetricsRegistry& metrics_;
+  net::CounterFamily &rejected_total_, &cut_total_, &rollback_total_;
   ModelConfig cfg_;
   TokenDataset train_, val_;
   int context_;
@@ -224,6 +237,7 @@ void PeerTraining::roll_back(const StepStats& s) {
   const std::vector<float> zero(n_, 0.0f);
   model_->write_moments(zero, zero);
   ++rollbacks_;
+  rollback_total_.add({});
   log_.write({{"event", "rollback"}, {"step", s.step}, {"loss", s.loss}, {"round", driver_->round()}});
   std::fprintf(stderr, "loss %g at step %lld after mixing: rolled back to the state before the mix\n", s.loss,
                static_cast<long long>(s.step));
@@ -245,6 +259,7 @@ void PeerTraining::on_payload(InPayload& p) {
   wire::Decoded<gossip::TrainMessage> decoded = wire::decode_train(p.bytes);
   if (!decoded) {
     ++rejected_;
+    rejected_total_.add({metrics_.peer_label(p.from), gossip::to_string(gossip::RejectKind::malformed)});
     log_.write({{"event", "rejected"}, {"peer", gossip::short_name(p.from)}, {"reason", decoded.error}});
     return;
   }
@@ -286,12 +301,14 @@ void PeerTraining::drain_round_actions() {
       if (!m->late.empty()) log_.write({{"event", "late"}, {"round", m->round}, {"links", m->late.size()}});
     } else if (auto* r = std::get_if<gossip::Rejected>(&a)) {
       ++rejected_;
+      rejected_total_.add({metrics_.peer_label(r->from), gossip::to_string(r->kind)});
       log_.write({{"event", "rejected"},
                   {"peer", gossip::short_name(r->from)},
                   {"kind", gossip::to_string(r->kind)},
                   {"reason", r->reason}});
     } else if (auto* d = std::get_if<gossip::Distrusted>(&a)) {
       log_.write({{"event", "distrusted"}, {"peer", gossip::short_name(d->peer)}, {"reason", d->reason}});
+      cut_total_.add({metrics_.peer_label(d->peer)});
       std::fprintf(stderr, "cut the link to %s for good: %s\n", gossip::short_name(d->peer).c_str(),
                    d->reason.c_str());
       mailbox_.push_distrust(d->peer);
@@ -567,8 +584,9 @@ json PeerTraining::run() {
 
 }  // namespace
 
-json run_peer_training(const PeerArgs& args, const PeerId& self, PeerMailbox& mailbox, run::JsonlLog& log) {
-  PeerTraining t(args, self, mailbox, log);
+json run_peer_training(const PeerArgs& args, const PeerId& self, PeerMailbox& mailbox, run::JsonlLog& log,
+                       net::MetricsRegistry& metrics) {
+  PeerTraining t(args, self, mailbox, log, metrics);
   return t.run();
 }
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gossip/messages.h"
+#include "node/net/metrics.h"
 #include "node/peer/args.h"
 #include "node/peer/mailbox.h"
 #include "node/run/jsonl_log.h"
@@ -18,8 +19,9 @@
 namespace murmur::peer {
 
 // Trains until --steps, --max-seconds or an interrupt; writes checkpoints and
-// returns the run's summary (also written to OUT/summary.json by the caller).
+// returns the run's summary (also written to OUT/summary.json by the caller). Training rejections,
+// links cut and rollbacks are counted in `metrics` per peer and kind.
 nlohmann::json run_peer_training(const PeerArgs& args, const gossip::PeerId& self, PeerMailbox& mailbox,
-                                 run::JsonlLog& log);
+                                 run::JsonlLog& log, net::MetricsRegistry& metrics);
 
 }  // namespace murmur::peer
