@@ -61,7 +61,7 @@ struct ConsensusConfig {
   NormGuardConfig guard;                     // norm outlier rejection of incoming deltas
   Aggregation aggregation = Aggregation::clip;
   double clip_radius = 0;    // clip: a fixed radius τ for every pull; 0 = adaptive
-  double clip_factor = 2.0;  // clip, adaptive: τ = factor × the median distance ‖θ̂_j − θ̂_i‖ seen
+  double clip_factor = 3.0;  // clip, adaptive: τ = factor × the median distance ‖θ̂_j − θ̂_i‖ seen
   uint32_t trim = 1;         // trimmed_mean: values dropped at each end of every coordinate
 };
 

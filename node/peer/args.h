@@ -56,7 +56,7 @@ struct PeerArgs {
   // robustness against hostile neighbours (docs/algorithm.md, "Guarding the average")
   std::string aggregation = "clip";  // mean | clip | trimmed-mean
   double clip_radius = 0;            // clip: fixed radius; 0 = adaptive (clip_factor × median distance)
-  double clip_factor = 2.0;
+  double clip_factor = 3.0;  // 2 cost 0.7 % val loss in a clean 4-peer x16 lab run, 3 nothing
   uint32_t trim = 1;            // trimmed-mean: values dropped at each end
   uint32_t strikes_to_cut = 3;  // strikes within 8 rounds that cut a link (0 = never)
   std::string byzantine;        // experiments: attack the neighbours (gossip/byzantine.h); empty = honest
