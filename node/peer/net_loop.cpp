@@ -49,10 +49,9 @@ Millis NetLoop::now_ms() const {
 }
 
 bool NetLoop::accepts_payload(const gossip::PeerId& from, uint64_t epoch) {
-  if (epoch == gossip::kRingEpoch) {
-    const auto state = membership_.state_of(from);
-    return opt_.ring_payloads && (state == gossip::PeerState::alive || state == gossip::PeerState::suspect);
-  }
+  // Ring segments come from any admitted peer (ZAP already checked the key): a ring member may start
+  // sending before this peer's membership has heard of it, and a segment dropped then stalls the ring.
+  if (epoch == gossip::kRingEpoch) return opt_.ring_payloads;
   const std::vector<gossip::Neighbour> links = membership_.links();
   if (std::any_of(links.begin(), links.end(),
                   [&](const gossip::Neighbour& l) { return l.peer.id == from && l.epoch == epoch; }))
