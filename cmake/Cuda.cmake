@@ -17,7 +17,14 @@ if(NOT MURMUR_CUDA STREQUAL "OFF")
       set(CMAKE_CUDA_ARCHITECTURES 90)
     endif()
     enable_language(CUDA)
+    # Stock CMake 3.25.1 (Debian 12) marks CUDA::nvToolsExt deprecated, when the
+    # project requires CMake >= 3.25, without checking that the target exists; CUDA 13
+    # has no nvToolsExt library, so configuring fails. Look the toolkit up as a 3.24
+    # project (only that marking differs).
+    set(_murmur_min_cmake ${CMAKE_MINIMUM_REQUIRED_VERSION})
+    set(CMAKE_MINIMUM_REQUIRED_VERSION 3.24)
     find_package(CUDAToolkit REQUIRED)
+    set(CMAKE_MINIMUM_REQUIRED_VERSION ${_murmur_min_cmake})
     # CMake 3.25 does not know nvcc's C++20 flag (nvcc >= 12 has it), so a
     # C++20 target would fail at generate time: teach it.
     set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
