@@ -20,15 +20,21 @@ target_compile_definitions(murmur_msgpack INTERFACE MSGPACK_NO_BOOST)
 # OpenBLAS, OpenMP flavour: inside our own OpenMP regions it runs single-threaded
 # instead of oversubscribing, and its results are deterministic for a fixed
 # thread count (needed for bit-identical resume).
-find_library(OPENBLAS_LIB openblas
-  PATHS /usr/lib/x86_64-linux-gnu/openblas-openmp /usr/lib/aarch64-linux-gnu/openblas-openmp
-  NO_DEFAULT_PATH)
+# Debian's openblas-openmp directories, under CMAKE_PREFIX_PATH first (packages
+# unpacked into a prefix, as scripts/gpu_check.sh does), then under /usr.
+set(_openblas_libs)
+set(_openblas_includes)
+foreach(_prefix IN LISTS CMAKE_PREFIX_PATH ITEMS /usr)
+  foreach(_arch IN ITEMS ${CMAKE_LIBRARY_ARCHITECTURE} x86_64-linux-gnu aarch64-linux-gnu)
+    list(APPEND _openblas_libs ${_prefix}/lib/${_arch}/openblas-openmp)
+    list(APPEND _openblas_includes ${_prefix}/include/${_arch}/openblas-openmp)
+  endforeach()
+endforeach()
+find_library(OPENBLAS_LIB openblas PATHS ${_openblas_libs} NO_DEFAULT_PATH)
 if(NOT OPENBLAS_LIB)
   find_library(OPENBLAS_LIB openblas REQUIRED)
 endif()
-find_path(OPENBLAS_INCLUDE cblas.h
-  PATHS /usr/include/x86_64-linux-gnu/openblas-openmp /usr/include/aarch64-linux-gnu/openblas-openmp
-  NO_DEFAULT_PATH)
+find_path(OPENBLAS_INCLUDE cblas.h PATHS ${_openblas_includes} NO_DEFAULT_PATH)
 if(NOT OPENBLAS_INCLUDE)
   find_path(OPENBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas REQUIRED)
 endif()

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Murmur needs to build, test and run (only those
 # missing), then nothing else. Safe to run repeatedly.
+# --list-build prints the packages the build needs, one per line, and installs nothing.
 set -euo pipefail
 
-packages=(
+# What configuring, building and testing needs (scripts/gpu_prepare.sh carries
+# these to a GPU host without a package registry)...
+build_packages=(
   build-essential cmake ninja-build pkg-config git
   libopenblas-openmp-dev libsodium-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libboost-dev libboost-system-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libspdlog-dev libicu-dev libgtest-dev libgmock-dev
-  python3-torch python3-numpy gnuplot-nox
 )
+# ...and the comparisons with PyTorch and the plots.
+packages=("${build_packages[@]}" python3-torch python3-numpy gnuplot-nox)
+if [ "${1:-}" = "--list-build" ]; then
+  printf '%s\n' "${build_packages[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do

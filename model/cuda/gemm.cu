@@ -1,7 +1,8 @@
 // cuBLASLt is column-major: row-major D = op(A) op(B) is computed as the
 // column-major D^T = op(B)^T op(A)^T, i.e. with A and B swapped and the
 // dimensions read the other way round; no data moves.
-#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "model/cuda/cuda_util.h"
@@ -46,32 +47,51 @@ struct MatmulDesc {
 
 struct Preference {
   cublasLtMatmulPreference_t d = nullptr;
-  explicit Preference(size_t workspace) {
-    check(cublasLtMatmulPreferenceCreate(&d), "cublasLtMatmulPreferenceCreate");
-    const uint64_t bytes = workspace;
-    check(cublasLtMatmulPreferenceSetAttribute(d, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &bytes,
-                                               sizeof bytes),
-          "set workspace preference");
-  }
+  Preference() { check(cublasLtMatmulPreferenceCreate(&d), "cublasLtMatmulPreferenceCreate"); }
   ~Preference() { cublasLtMatmulPreferenceDestroy(d); }
   Preference(const Preference&) = delete;
   Preference& operator=(const Preference&) = delete;
+  template <class V>
+  void set(cublasLtMatmulPreferenceAttributes_t attr, V value, const char* what) {
+    check(cublasLtMatmulPreferenceSetAttribute(d, attr, &value, sizeof value), what);
+  }
 };
 
-// Largest power of two (up to 256 bytes) dividing every pointer: cuBLASLt picks
-// vectorised kernels by alignment, so it is part of the algorithm cache key.
-int alignment_of(std::initializer_list<const void*> ptrs) {
-  uintptr_t bits = 256;
-  for (const void* p : ptrs)
-    if (p) bits |= reinterpret_cast<uintptr_t>(p);
+size_t element_bytes(cudaDataType_t t) {
+  switch (t) {
+    case CUDA_R_32F:
+      return 4;
+    case CUDA_R_16BF:
+    case CUDA_R_16F:
+      return 2;
+    default:
+      throw std::invalid_argument("gemm: unsupported data type " + std::to_string(static_cast<int>(t)));
+  }
+}
+
+// Largest power of two (up to 256) dividing the byte address of every matrix of an
+// operand: its pointer and, in a batch, its batch stride in bytes. cuBLASLt picks
+// vectorised kernels by alignment, so the heuristic is told it (and it is part of
+// the algorithm cache key).
+int alignment_of(const void* p, int64_t stride, int batch, cudaDataType_t type) {
+  uintptr_t bits = 256 | reinterpret_cast<uintptr_t>(p);
+  if (batch > 1) bits |= static_cast<uintptr_t>(stride) * element_bytes(type);
   return static_cast<int>(bits & (~bits + 1));
 }
 
-std::string describe(const GemmSpec& s) {
-  return "(M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) + " K=" + std::to_string(s.K) +
-         " trans_a=" + std::to_string(s.trans_a) + " trans_b=" + std::to_string(s.trans_b) +
-         " batch=" + std::to_string(s.batch) + " lda=" + std::to_string(s.lda) +
-         " ldb=" + std::to_string(s.ldb) + " ldd=" + std::to_string(s.ldd) + ")";
+struct Alignments {
+  int a, b, c, d;  // row-major operands, as in GemmSpec
+};
+
+std::string describe(const GemmSpec& s, const Alignments* al = nullptr) {
+  std::string d = "(M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) + " K=" + std::to_string(s.K) +
+                  " trans_a=" + std::to_string(s.trans_a) + " trans_b=" + std::to_string(s.trans_b) +
+                  " batch=" + std::to_string(s.batch) + " lda=" + std::to_string(s.lda) +
+                  " ldb=" + std::to_string(s.ldb) + " ldd=" + std::to_string(s.ldd);
+  if (al)
+    d += " alignment A/B/C/D=" + std::to_string(al->a) + "/" + std::to_string(al->b) + "/" +
+         std::to_string(al->c) + "/" + std::to_string(al->d) + " bytes";
+  return d + ")";
 }
 
 }  // namespace
@@ -93,6 +113,13 @@ Gemm::~Gemm() {
 void Gemm::run(const GemmSpec& s) {
   if (s.M <= 0 || s.N <= 0 || s.K <= 0 || s.batch < 1)
     throw std::invalid_argument("gemm: empty or negative shape " + describe(s));
+  const void* c = s.C ? s.C : s.D;
+  const Alignments al{
+      alignment_of(s.A, s.stride_a, s.batch, s.ab_type), alignment_of(s.B, s.stride_b, s.batch, s.ab_type),
+      alignment_of(c, s.stride_d, s.batch, s.d_type), alignment_of(s.D, s.stride_d, s.batch, s.d_type)};
+  if (s.bias && alignment_of(s.bias, 0, 1, s.d_type) < 16)
+    throw std::invalid_argument(
+        "gemm: the bias pointer must be 16-byte aligned for cuBLASLt's bias epilogue " + describe(s, &al));
   // Column-major view: m = N, n = M; the first operand is B, the second A.
   const cublasOperation_t op_first = s.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = s.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -107,7 +134,10 @@ void Gemm::run(const GemmSpec& s) {
     desc.set(CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS, "set bias epilogue");
     desc.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, s.bias, "set bias pointer");
   }
-  const void* c = s.C ? s.C : s.D;
+  const auto matmul = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(handle_, desc.d, &s.alpha, s.B, first.d, s.A, second.d, &s.beta, c, out.d, s.D,
+                          out.d, &algo, workspace_, workspace_bytes_, nullptr);
+  };
 
   const Key key{s.trans_a,
                 s.trans_b,
@@ -125,22 +155,54 @@ void Gemm::run(const GemmSpec& s) {
                 s.bias != nullptr,
                 s.beta != 0.0f,
                 s.batch,
-                alignment_of({s.A, s.B, c, s.D, s.bias})};
-  auto it = algos_.find(key);
-  if (it == algos_.end()) {
-    const Preference pref(workspace_bytes_);
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    check(cublasLtMatmulAlgoGetHeuristic(handle_, desc.d, first.d, second.d, out.d, out.d, pref.d, 1, &result,
-                                         &found),
-          ("cublasLtMatmulAlgoGetHeuristic " + describe(s)).c_str());
-    if (found == 0) throw std::runtime_error("cuBLASLt has no algorithm for the GEMM " + describe(s));
-    it = algos_.emplace(key, result.algo).first;
+                al.a,
+                al.b,
+                al.c,
+                al.d};
+  if (const auto it = algos_.find(key); it != algos_.end()) {
+    const cublasStatus_t status = matmul(it->second);
+    if (status != CUBLAS_STATUS_NOT_SUPPORTED) {
+      check(status, ("cublasLtMatmul " + describe(s, &al)).c_str());
+      return;
+    }
+    algos_.erase(it);  // refused although it ran before: look again
+    ++rejected_;
   }
-  const cublasStatus_t status =
-      cublasLtMatmul(handle_, desc.d, &s.alpha, s.B, first.d, s.A, second.d, &s.beta, c, out.d, s.D, out.d,
-                     &it->second, workspace_, workspace_bytes_, nullptr);
-  if (status != CUBLAS_STATUS_SUCCESS) check(status, ("cublasLtMatmul " + describe(s)).c_str());
+
+  // Ask for several candidates, told the real alignments (cuBLASLt's A is our B:
+  // the row-major operands are swapped), and keep the first one that runs. A refusal
+  // (CUBLAS_STATUS_NOT_SUPPORTED) launches nothing, so trying the next is safe even
+  // when beta != 0.
+  Preference pref;
+  pref.set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, static_cast<uint64_t>(workspace_bytes_),
+           "set workspace preference");
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, static_cast<uint32_t>(al.b), "set alignment of A");
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, static_cast<uint32_t>(al.a), "set alignment of B");
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, static_cast<uint32_t>(al.c), "set alignment of C");
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, static_cast<uint32_t>(al.d), "set alignment of D");
+  cublasLtMatmulHeuristicResult_t results[kHeuristicResults] = {};
+  int found = 0;
+  const cublasStatus_t heuristic = cublasLtMatmulAlgoGetHeuristic(
+      handle_, desc.d, first.d, second.d, out.d, out.d, pref.d, kHeuristicResults, results, &found);
+  if (heuristic == CUBLAS_STATUS_NOT_SUPPORTED || (heuristic == CUBLAS_STATUS_SUCCESS && found == 0))
+    throw std::runtime_error("cuBLASLt has no algorithm for the GEMM " + describe(s, &al));
+  check(heuristic, ("cublasLtMatmulAlgoGetHeuristic " + describe(s, &al)).c_str());
+  int refused = 0;
+  for (int i = 0; i < found; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS || results[i].workspaceSize > workspace_bytes_) continue;
+    const cublasStatus_t status = matmul(results[i].algo);
+    if (status == CUBLAS_STATUS_NOT_SUPPORTED) {
+      ++refused;
+      ++rejected_;
+      continue;
+    }
+    check(status, ("cublasLtMatmul " + describe(s, &al)).c_str());
+    algos_.emplace(key, results[i].algo);
+    return;
+  }
+  throw std::runtime_error("cuBLASLt refused all " + std::to_string(found) +
+                           " algorithms its heuristic offered for the GEMM " + describe(s, &al) + " (" +
+                           std::to_string(refused) + " answered CUBLAS_STATUS_NOT_SUPPORTED)");
 }
 
 }  // namespace murmur::cuda

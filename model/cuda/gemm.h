@@ -28,7 +28,7 @@ struct GemmSpec {
   const void* C = nullptr;  // same layout as D; nullptr: D itself
   cudaDataType_t ab_type = CUDA_R_32F, d_type = CUDA_R_32F;
   float alpha = 1.0f, beta = 0.0f;
-  const void* bias = nullptr;  // N elements of d_type, fused as a cuBLASLt epilogue
+  const void* bias = nullptr;  // N elements of d_type, fused as a cuBLASLt epilogue; 16-byte aligned
   int batch = 1;
 };
 
@@ -39,16 +39,27 @@ class Gemm {
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
 
-  // On the legacy default stream. Throws std::runtime_error naming the shape when
-  // cuBLASLt has no algorithm for it or fails.
+  // On the legacy default stream. Throws std::invalid_argument for an empty shape or
+  // a bias pointer that is not 16-byte aligned, std::runtime_error naming the shape
+  // when cuBLASLt has no algorithm for it or fails.
   void run(const GemmSpec& s);
 
+  // Heuristic candidates that cublasLtMatmul refused (CUBLAS_STATUS_NOT_SUPPORTED)
+  // before one ran; the next candidate was tried instead. For tests and diagnostics.
+  size_t rejected_algorithms() const { return rejected_; }
+
+  // How many candidates the heuristic is asked for on a cache miss.
+  static constexpr int kHeuristicResults = 8;
+
  private:
-  // The heuristic's choice depends on shapes, types, strides and pointer alignment;
-  // it is looked up once per distinct key (a training step repeats the same GEMMs).
+  // The algorithm depends on shapes, types, strides and the alignment of every
+  // operand (of each matrix of a batch: the pointer and the batch stride in bytes).
+  // The first candidate that runs is cached per distinct key (a training step
+  // repeats the same GEMMs), so the same GEMM always runs the same algorithm.
   using Key = std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                         int64_t, int, int, bool, bool, int, int>;
+                         int64_t, int, int, bool, bool, int, int, int, int, int>;
   std::map<Key, cublasLtMatmulAlgo_t> algos_;
+  size_t rejected_ = 0;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_;

@@ -16,6 +16,12 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarpsPerBlock = kThreads / 32;
+// Cross-entropy: one block per row of Vp logits. Its kernels declare it in
+// __launch_bounds__, so the compiler keeps their registers within what 1024 threads
+// may use (a launch would otherwise fail with too many resources requested).
+constexpr int kRowThreads = 1024;
+static_assert(kRowThreads % 32 == 0 && kRowThreads <= 32 * 32,
+              "block_reduce holds one value per warp, 32 at most");
 
 unsigned grid_for(size_t n, int threads = kThreads) {
   return static_cast<unsigned>(std::clamp<size_t>((n + threads - 1) / threads, 1, size_t{1} << 16));
@@ -297,8 +303,9 @@ __global__ void gelu_backward_kernel(Act* dinp, const Act* inp, const Act* dout,
 // ---- cross-entropy --------------------------------------------------------------------
 
 template <class Act>
-__global__ void crossentropy_forward_kernel(float* losses, float* lse, const Act* logits,
-                                            const int32_t* targets, int V, int Vp) {
+__global__ void __launch_bounds__(kRowThreads)
+    crossentropy_forward_kernel(float* losses, float* lse, const Act* logits, const int32_t* targets, int V,
+                                int Vp) {
   const size_t n = blockIdx.x;
   const Act* row = logits + n * Vp;
   float mx = -FLT_MAX;
@@ -315,8 +322,9 @@ __global__ void crossentropy_forward_kernel(float* losses, float* lse, const Act
 }
 
 template <class Act>
-__global__ void crossentropy_backward_kernel(Act* logits, const float* lse, const int32_t* targets, int V,
-                                             int Vp, float dloss) {
+__global__ void __launch_bounds__(kRowThreads)
+    crossentropy_backward_kernel(Act* logits, const float* lse, const int32_t* targets, int V, int Vp,
+                                 float dloss) {
   const size_t n = blockIdx.x;
   Act* row = logits + n * Vp;
   const float l = lse[n];
@@ -592,14 +600,14 @@ void gelu_backward(Act* dinp, const Act* inp, const Act* dout, size_t n) {
 template <class Act>
 void crossentropy_forward(float* losses, float* lse, const Act* logits, const int32_t* targets, size_t N,
                           int V, int Vp) {
-  crossentropy_forward_kernel<<<static_cast<unsigned>(N), 1024>>>(losses, lse, logits, targets, V, Vp);
+  crossentropy_forward_kernel<<<static_cast<unsigned>(N), kRowThreads>>>(losses, lse, logits, targets, V, Vp);
   launched("crossentropy_forward_kernel");
 }
 
 template <class Act>
 void crossentropy_backward(Act* logits, const float* lse, const int32_t* targets, size_t N, int V, int Vp,
                            float dloss) {
-  crossentropy_backward_kernel<<<static_cast<unsigned>(N), 1024>>>(logits, lse, targets, V, Vp, dloss);
+  crossentropy_backward_kernel<<<static_cast<unsigned>(N), kRowThreads>>>(logits, lse, targets, V, Vp, dloss);
   launched("crossentropy_backward_kernel");
 }
 
