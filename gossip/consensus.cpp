@@ -282,10 +282,16 @@ MixReport Consensus::mix(std::span<float> theta) {
   if (cfg_.aggregation != Aggregation::mean)
     rep.radius = cfg_.clip_radius > 0 ? cfg_.clip_radius : radius_.next(dist);
   size_t k = 0;
+  double farthest = 0;
   for (const auto& [peer, l] : links_) {
     if (!l.synced) continue;
     const double d = dist[k++];
-    if (!std::isfinite(d) || (rep.radius > 0 && d > 4 * rep.radius)) rep.far.push_back(peer);
+    if (!std::isfinite(d) || (rep.radius > 0 && d > 4 * rep.radius)) {
+      rep.far.push_back(peer);
+    } else if (cfg_.aggregation == Aggregation::trimmed_mean && d > farthest) {
+      farthest = d;  // a trimmed mean has no per-link weight: the farthest copy mixed is the heaviest
+      rep.heaviest = peer;
+    }
   }
   if (cfg_.aggregation == Aggregation::trimmed_mean)
     mix_trimmed(theta, rep);

@@ -24,7 +24,8 @@ struct NormGuardConfig {
   uint32_t window = 32;  // norms remembered per history
   uint32_t warmup = 8;   // accepted norms needed before a history is used
   // Prior for young links and the first rounds: an increment larger than this × ‖θ̂_i‖ moves the
-  // model further than training does in a round (measured: ≤ 0.3 in the lab); 0 disables it.
+  // model further than a round of training does (it refused no honest delta in the lab's clean runs);
+  // 0 disables it.
   double max_relative = 2.0;
 };
 

@@ -114,16 +114,23 @@ TEST(Byzantine, StrikesCutALinkForGood) {
 // A mix whose result diverges is undone by rollback: θ goes back to before the mix, the heaviest link is
 // struck; with no mix since the start there is nothing to go back to.
 TEST(Byzantine, RollbackRestoresTheStateBeforeTheMix) {
-  std::vector<std::vector<float>> start = {std::vector<float>(16, 0.0f), std::vector<float>(16, 4.0f)};
-  LockstepSwarm s(start, test::plain_round("fp32", 1.0), 1);
-  EXPECT_FALSE(s.peers[0].rollback());
-  s.set_graph({{0, 1}});
-  ASSERT_TRUE(s.round());
-  EXPECT_FLOAT_EQ(s.peers[0].theta()[0], 2.0f);  // 0 + (4 − 0)/2
-  ASSERT_TRUE(s.peers[0].rollback());
-  EXPECT_FLOAT_EQ(s.peers[0].theta()[0], 0.0f);
-  EXPECT_EQ(s.peers[0].counters().rollbacks, 1u);
-  EXPECT_FALSE(s.peers[0].rollback());  // once per mix
+  for (const g::Aggregation agg : {g::Aggregation::mean, g::Aggregation::trimmed_mean}) {
+    std::vector<std::vector<float>> start = {std::vector<float>(16, 0.0f), std::vector<float>(16, 4.0f)};
+    g::RoundConfig cfg = test::plain_round("fp32", 1.0);
+    cfg.consensus.aggregation = agg;
+    LockstepSwarm s(start, cfg, 1);
+    EXPECT_FALSE(s.peers[0].rollback());
+    s.set_graph({{0, 1}});
+    ASSERT_TRUE(s.round());
+    EXPECT_FLOAT_EQ(s.peers[0].theta()[0], 2.0f) << to_string(agg);  // 0 + (4 − 0)/2
+    const uint64_t rejected = s.peers[0].counters().rejected;
+    ASSERT_TRUE(s.peers[0].rollback());
+    EXPECT_FLOAT_EQ(s.peers[0].theta()[0], 0.0f);
+    EXPECT_EQ(s.peers[0].counters().rollbacks, 1u);
+    EXPECT_EQ(s.peers[0].counters().rejected, rejected + 1)
+        << to_string(agg) << ": the heaviest link is struck";
+    EXPECT_FALSE(s.peers[0].rollback());  // once per mix
+  }
 }
 
 }  // namespace
