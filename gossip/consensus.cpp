@@ -92,6 +92,12 @@ void Consensus::set_codec(const compress::CodecSpec& spec) {
   encoder_ = compress::Encoder(spec);
 }
 
+void Consensus::forget_scale() {
+  guard_.forget();
+  radius_.forget();
+  for (auto& kv : links_) kv.second.norms.clear();
+}
+
 Delta Consensus::make_delta(std::span<const float> theta, uint64_t round) {
   if (theta.size() != n_)
     throw std::invalid_argument("make_delta: " + std::to_string(theta.size()) + " values, expected " +

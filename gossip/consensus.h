@@ -135,6 +135,10 @@ class Consensus {
   // The codec for the next deltas (codec_policy.h picks it per round); payloads are
   // self-describing, so receivers need not know.
   void set_codec(const compress::CodecSpec& spec);
+  // The rounds change scale (the schedule's warm-up ends: longer rounds, the outer step begins): the
+  // norms and distances seen so far would refuse or clip honest updates, so the guard's and the
+  // clipping radius's histories start again; the guard's prior holds meanwhile.
+  void forget_scale();
   const compress::CodecSpec& codec() const { return encoder_.spec(); }
 
   // q = C(θ − θ̂_i), θ̂_i += D(q); the Delta goes to every neighbour (same bytes).

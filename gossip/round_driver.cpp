@@ -14,6 +14,7 @@ RoundConfig checked(RoundConfig c) {
   if (!std::isfinite(c.outer_lr) || !std::isfinite(c.outer_momentum))
     throw std::invalid_argument("outer lr and momentum must be finite");
   if (c.wait_max < 0) throw std::invalid_argument("the round's wait must be >= 0 ms");
+  c.schedule.validate();
   return c;
 }
 
@@ -219,10 +220,12 @@ void RoundDriver::local_steps_done(std::span<const float> theta_after, Millis no
   check_size(theta_after, n_, "local_steps_done");
   if (!all_finite(theta_after)) throw std::domain_error("local_steps_done: the parameters hold NaN or Inf");
   premix_valid_ = false;
+  if (cfg_.schedule.warmup_rounds() > 0 && round_ == uint64_t(cfg_.schedule.warmup_rounds()))
+    consensus_.forget_scale();  // the first long round with the outer step: updates grow at once
   std::copy(theta_after.begin(), theta_after.end(), work_.begin());
   if (cfg_.outer_after_mix)
     start_.assign(theta_.begin(), theta_.end());
-  else
+  else if (!cfg_.schedule.warming_up(round_))
     outer_.step(theta_, work_, static_cast<float>(cfg_.outer_lr), static_cast<float>(cfg_.outer_momentum));
   auto delta = std::make_shared<const TrainMessage>(consensus_.make_delta(work_, round_));  // checks NaN
   std::swap(theta_, work_);
@@ -277,7 +280,7 @@ void RoundDriver::mix() {
     ++counters_.mixes_undone;
     reject(PeerId{}, RejectKind::nonfinite, "mixing would leave NaN/Inf in the parameters: undone");
   }
-  if (cfg_.outer_after_mix && start_.size() == n_)
+  if (cfg_.outer_after_mix && start_.size() == n_ && !cfg_.schedule.warming_up(round_))
     outer_.step(start_, theta_, static_cast<float>(cfg_.outer_lr), static_cast<float>(cfg_.outer_momentum));
   for (auto it = links_.begin(); it != links_.end();) {
     if (it->second.last_round < static_cast<int64_t>(round_)) m.late.push_back(it->first);

@@ -3,10 +3,12 @@
 // (node/peer/training.cpp), the discrete-event simulator (netem/simulator.cpp) and the tests' fake networks.
 //
 // A round r (docs/algorithm.md, "One round of peer i"):
-//   computing  the driver runs H local steps from theta(); a running swarm's snapshot may arrive first
-//              and be adopted (late join), which restarts the round from the adopted state
+//   computing  the driver runs the round's local steps (RoundSchedule::steps_in) from theta(); a running
+//              swarm's snapshot may arrive first and be adopted (late join), which restarts the round
+//              from the adopted state
 //   local_steps_done(θ')
-//              outer Nesterov step on Δ = theta() − θ', q = C(θ − θ̂) to every link (Consensus)
+//              outer Nesterov step on Δ = theta() − θ' (none in warm-up rounds), q = C(θ − θ̂) to
+//              every link (Consensus)
 //   waiting    until every link holds the neighbour's round-r delta, or the deadline (wait_max) passes
 //   mixed      θ += γ Σ w (θ̂_j − θ̂_i); theta() is round r+1's start
 //
@@ -41,6 +43,7 @@
 #include "gossip/membership.h"
 #include "gossip/messages.h"
 #include "gossip/outer_optimizer.h"
+#include "gossip/round_schedule.h"
 
 namespace murmur::gossip {
 
@@ -50,7 +53,8 @@ inline constexpr Millis kLeaveDrain = 5000;
 
 struct RoundConfig {
   ConsensusConfig consensus;
-  double outer_lr = 0.7;  // Nesterov outer step (DiLoCo); 1 and 0 give plain local SGD
+  RoundSchedule schedule;  // H, and the warm-up rounds that take no outer step
+  double outer_lr = 0.7;   // Nesterov outer step (DiLoCo); 1 and 0 give plain local SGD
   double outer_momentum = 0.9;
   // Where the outer step applies: on the peer's own pseudo-gradient before it gossips (DiLoCo's
   // order), or on the mixed one, θ_start − mix(θ'), after the mix (so momentum accumulates the swarm's

@@ -38,6 +38,10 @@ class NormHistory {
   // Median of the remembered norms; nullopt when empty.
   std::optional<double> median() const;
   const std::vector<double>& values() const { return norms_; }
+  void clear() {
+    norms_.clear();
+    next_ = 0;
+  }
 
  private:
   uint32_t window_;
@@ -58,6 +62,8 @@ class NormGuard {
   bool admit(double norm, NormHistory& link, double scale);
   // This peer's own delta norm: an honest sample of the scale, for young links.
   void record_own(double norm);
+  // Forgets the all-links history (links' own histories are theirs to clear): the prior holds again.
+  void forget() { all_.clear(); }
 
  private:
   std::optional<double> reference(const NormHistory& link) const;
@@ -79,6 +85,7 @@ class AdaptiveRadius {
   AdaptiveRadius(double factor, uint32_t window) : factor_(factor), history_(window) {}
   // τ for one mix over links at `distances` (non-finite ones are ignored); 0 when none is finite.
   double next(std::span<const double> distances);
+  void forget() { history_.clear(); }
 
  private:
   double factor_;

@@ -19,12 +19,12 @@ void validate(const LabConfig& c) {
     fail("algo must be allreduce, diloco, gossip or local, got '" + c.algo + "'");
   if (c.peers < 1 || c.peers > 4096) fail("peers must be within 1..4096");
   if (c.rounds < 1) fail("rounds must be at least 1");
-  if (c.inner_steps < 1) fail("inner-steps must be at least 1");
   if (!(c.round.outer_lr >= 0 && c.round.outer_lr <= 10)) fail("outer-lr must be within 0..10");
   if (!(c.round.outer_momentum >= 0 && c.round.outer_momentum < 1)) fail("outer-momentum must be in [0, 1)");
   if (c.degree < 1 || c.degree > 64) fail("degree must be within 1..64");
   if (c.relink_every < 0) fail("relink-every must be >= 0");
   if (c.eval_every < 1) fail("eval-every must be at least 1");
+  c.round.schedule.validate();
   if (c.byzantine > 0 && c.algo != "gossip") fail("Byzantine peers need the gossip algorithm");
   if (c.byzantine >= c.peers) fail("at least one peer must be honest");
 }
@@ -62,6 +62,10 @@ std::vector<LabPoint> run_lab(SimObjective& obj, const LabConfig& c,
   validate(c);
   const size_t n = obj.dim(), peers = c.peers;
   const float lr = static_cast<float>(c.round.outer_lr), mu = static_cast<float>(c.round.outer_momentum);
+  const g::RoundSchedule& sched = c.round.schedule;
+  auto local = [&](size_t i, std::span<float> theta, int64_t r) {
+    obj.local_steps(i, theta, sched.first_step(uint64_t(r)), sched.steps_in(uint64_t(r)));
+  };
   std::vector<LabPoint> out;
   auto emit = [&](LabPoint p) {
     if (progress) progress(p);
@@ -75,18 +79,20 @@ std::vector<LabPoint> run_lab(SimObjective& obj, const LabConfig& c,
     g::OuterOptimizer outer(n);
     double bytes = 0;
     for (int64_t r = 0; r < c.rounds; ++r) {
+      const int64_t first = sched.first_step(uint64_t(r)), steps = sched.steps_in(uint64_t(r));
       if (c.algo == "allreduce") {
-        obj.data_parallel_steps(theta, uint64_t(r));
-        bytes += double(c.inner_steps) * ring;
+        obj.data_parallel_steps(theta, first, steps);
+        bytes += double(steps) * ring;
       } else {
         std::fill(mean.begin(), mean.end(), 0.0f);
         std::vector<float> peer(n);
         for (size_t i = 0; i < peers; ++i) {
           peer = theta;
-          obj.local_steps(i, peer, uint64_t(r));
+          local(i, peer, r);
           for (size_t k = 0; k < n; ++k) mean[k] += peer[k] / float(peers);
         }
-        outer.step(theta, mean, lr, mu);  // mean: θ' on entry, the new θ on return
+        // mean: θ' on entry, the new θ on return; warm-up rounds average
+        if (!sched.warming_up(uint64_t(r))) outer.step(theta, mean, lr, mu);
         theta.swap(mean);
         bytes += ring;
       }
@@ -101,7 +107,7 @@ std::vector<LabPoint> run_lab(SimObjective& obj, const LabConfig& c,
   if (c.algo == "local") {
     std::vector<std::vector<float>> models(peers, obj.initial());
     for (int64_t r = 0; r < c.rounds; ++r) {
-      for (size_t i = 0; i < peers; ++i) obj.local_steps(i, models[i], uint64_t(r));
+      for (size_t i = 0; i < peers; ++i) local(i, models[i], r);
       if (eval_due(c, r + 1)) emit(point_of(obj, r + 1, models, 0));
     }
     return out;
@@ -116,7 +122,7 @@ std::vector<LabPoint> run_lab(SimObjective& obj, const LabConfig& c,
   for (int64_t r = 0; r < c.rounds; ++r) {
     if (r == 0 || (c.relink_every > 0 && r % c.relink_every == 0))
       swarm.set_graph(random_graph(int(peers), c.degree, rng));
-    if (!swarm.round([&](int i, std::vector<float>& th) { obj.local_steps(size_t(i), th, uint64_t(r)); })) {
+    if (!swarm.round([&](int i, std::vector<float>& th) { local(size_t(i), th, r); })) {
       if (c.byzantine == 0) throw std::logic_error("lab: a gossip round did not mix on the ideal network");
       swarm.expire();
     }

@@ -23,12 +23,12 @@ namespace murmur::netem {
 struct LabConfig {
   std::string algo = "gossip";  // allreduce | diloco | gossip | local
   size_t peers = 4;
-  int64_t rounds = 8;  // of H steps each (allreduce: H steps between evaluations)
-  int64_t inner_steps = 50;
-  gossip::RoundConfig round;  // outer step (diloco and gossip); consensus, guard and strikes (gossip)
-  int degree = 3;             // gossip: random links per peer (at most)
-  int64_t relink_every = 0;   // gossip: a new random graph every N rounds; 0 = one graph
-  int64_t eval_every = 1;     // rounds between evaluations (the last is always one)
+  int64_t rounds = 8;  // of round.schedule's steps each (allreduce: the steps between evaluations)
+  // The schedule of rounds and the outer step (diloco and gossip); consensus, guard and strikes (gossip).
+  gossip::RoundConfig round;
+  int degree = 3;            // gossip: random links per peer (at most)
+  int64_t relink_every = 0;  // gossip: a new random graph every N rounds; 0 = one graph
+  int64_t eval_every = 1;    // rounds between evaluations (the last is always one)
   uint64_t seed = 1;
   // gossip: the last `byzantine` peers attack (gossip/byzantine.h); the points are the honest peers'.
   size_t byzantine = 0;

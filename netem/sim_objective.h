@@ -18,11 +18,12 @@ class SimObjective {
   virtual size_t dim() const = 0;
   // θ at the start of a run: the same for every peer, as peers initialise from the run's seed.
   virtual std::vector<float> initial() = 0;
-  // Peer `peer`'s local work of round `round` (H inner steps), on theta in place.
-  virtual void local_steps(size_t peer, std::span<float> theta, uint64_t round) = 0;
-  // The same H steps taken by every peer in synchronous data parallelism (the `allreduce` baseline: each
+  // Peer `peer`'s `steps` local steps from step `first` of the run (a round: gossip::RoundSchedule), on
+  // theta in place. `first` places them in the learning-rate schedule.
+  virtual void local_steps(size_t peer, std::span<float> theta, int64_t first, int64_t steps) = 0;
+  // The same steps taken by every peer in synchronous data parallelism (the `allreduce` baseline: each
   // step averages all peers' gradients, so all hold one θ), on theta in place.
-  virtual void data_parallel_steps(std::span<float> theta, uint64_t round) = 0;
+  virtual void data_parallel_steps(std::span<float> theta, int64_t first, int64_t steps) = 0;
   // The loss reported for a peer (its state theta) and for the peers' mean model.
   virtual double peer_loss(size_t peer, std::span<const float> theta) = 0;
   virtual double loss(std::span<const float> theta) = 0;
@@ -44,8 +45,7 @@ struct QuadraticObjective {
 
 // Throws std::invalid_argument naming a bad field.
 void validate(const QuadraticObjective& o);
-// H SGD steps per round, applied in closed form; `seed` fixes the data and the gradient noise.
-std::unique_ptr<SimObjective> make_quadratic(const QuadraticObjective& o, size_t peers, int inner_steps,
-                                             uint64_t seed);
+// A round's SGD steps applied in closed form; `seed` fixes the data and the gradient noise.
+std::unique_ptr<SimObjective> make_quadratic(const QuadraticObjective& o, size_t peers, uint64_t seed);
 
 }  // namespace murmur::netem

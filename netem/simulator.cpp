@@ -25,7 +25,7 @@ void validate(const SimConfig& c) {
   auto fail = [](const std::string& what) { throw std::invalid_argument(what); };
   if (!c.make_objective) validate(c.objective);
   if (c.rounds < 1) fail("rounds must be at least 1");
-  if (c.inner_steps < 1) fail("inner-steps must be at least 1");
+  c.round.schedule.validate();
   if (!(c.step_s > 0 && c.step_s <= 3600)) fail("step-s must be in (0, 3600]");
   if (!(c.round.outer_lr >= 0 && c.round.outer_lr <= 10)) fail("outer-lr must be within 0..10");
   if (!(c.round.outer_momentum >= 0 && c.round.outer_momentum < 1)) fail("outer-momentum must be in [0, 1)");
@@ -109,7 +109,7 @@ class Sim {
   Sim(const Scenario& s, const SimConfig& c, const std::function<void(const SimSample&)>& progress)
       : s_(s), c_(c), progress_(progress), rng_(mix64(c.seed ^ 0x51a7e5)), peers_(s.peers.size()) {
     obj_ = c.make_objective ? c.make_objective(peers_.size())
-                            : make_quadratic(c.objective, peers_.size(), c.inner_steps, c.seed);
+                            : make_quadratic(c.objective, peers_.size(), c.seed);
     result_.loss_name = obj_->loss_name();
     initial_ = obj_->initial();
     const size_t n = s.sites.size();
@@ -124,7 +124,7 @@ class Sim {
         peers_[i].adversary = std::make_unique<g::Adversary>(
             g::AttackConfig{g::parse_attack(s.peers[i].attack), s.peers[i].attack_scale}, c.seed + i);
     }
-    round_s_ = c.inner_steps * c.step_s;
+    sample_s_ = c.sample_s > 0 ? c.sample_s : double(c.round.schedule.inner_steps) * c.step_s;
   }
 
   SimResult run() {
@@ -138,7 +138,7 @@ class Sim {
     for (size_t k = 0; k < s_.events.size(); ++k)
       push(std::chrono::duration<double>(s_.events[k].at).count(), Kind::scenario_event, 0, k);
     push(tick_ms_ / 1e3, Kind::tick, 0, 0);
-    push(c_.sample_s > 0 ? c_.sample_s : round_s_, Kind::sample, 0, 0);
+    push(sample_s_, Kind::sample, 0, 0);
     while (!queue_.empty()) {
       const Event e = queue_.top();
       if (c_.duration_s > 0 && e.t > c_.duration_s) break;
@@ -208,7 +208,7 @@ class Sim {
         break;
       case Kind::sample:
         take_sample();
-        push(now_ + (c_.sample_s > 0 ? c_.sample_s : round_s_), Kind::sample, 0, 0);
+        push(now_ + sample_s_, Kind::sample, 0, 0);
         break;
       case Kind::scenario_event:
         apply(s_.events[e.tag]);
@@ -347,13 +347,15 @@ class Sim {
     Peer& p = peers_[i];
     ++p.gen;  // cancels the timers of the round before
     p.phase = Phase::computing;
-    push(now_ + round_s_ / p.compute, Kind::round_done, i, p.gen);
+    const double steps = double(c_.round.schedule.steps_in(p.driver->round()));
+    push(now_ + steps * c_.step_s / p.compute, Kind::round_done, i, p.gen);
   }
   void end_local_steps(size_t i) {
     Peer& p = peers_[i];
     const auto start = p.driver->theta();
     scratch_.assign(start.begin(), start.end());
-    obj_->local_steps(i, scratch_, p.driver->round());
+    const g::RoundSchedule& sched = c_.round.schedule;
+    obj_->local_steps(i, scratch_, sched.first_step(p.driver->round()), sched.steps_in(p.driver->round()));
     if (c_.record_rounds) p.round_loss = obj_->peer_loss(i, scratch_);
     p.phase = Phase::waiting;
     p.wait_start = now_;
@@ -512,7 +514,7 @@ class Sim {
   std::unique_ptr<SimObjective> obj_;
   std::vector<float> initial_;  // every peer's θ at its first start
   std::vector<float> scratch_;  // a peer's θ during its local steps
-  double round_s_ = 1;
+  double sample_s_ = 1;         // virtual seconds between samples
   Millis tick_ms_ = 100;
   std::vector<std::vector<LinkProfile>> shape_;  // [from site][to site]
   std::vector<std::vector<bool>> blocked_;

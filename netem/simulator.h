@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "gossip/round_driver.h"
 #include "gossip/membership.h"
 #include "gossip/messages.h"
+#include "gossip/round_driver.h"
 #include "netem/scenario.h"
 #include "netem/sim_objective.h"
 
@@ -25,13 +25,12 @@ struct SimConfig {
   QuadraticObjective objective;  // what the peers train, unless make_objective is set
   // Builds another objective for the scenario's peers (node/peer/sim_model.h: the real model).
   std::function<std::unique_ptr<SimObjective>(size_t peers)> make_objective;
-  int64_t rounds = 100;   // each peer leaves the swarm after this many rounds
-  int inner_steps = 50;   // H
-  double step_s = 0.1;    // virtual compute time of one inner step at compute factor 1.0
+  int64_t rounds = 100;        // each peer leaves the swarm after this many rounds
+  double step_s = 0.1;         // virtual compute time of one inner step at compute factor 1.0
   double duration_s = 0;       // virtual time limit; 0 = until every peer is done
-  double sample_s = 0;         // virtual seconds between samples; 0 = one round time (H · step_s)
+  double sample_s = 0;         // virtual seconds between samples; 0 = one round's time (H · step_s)
   bool record_rounds = false;  // keep every peer's per-round record (SimResult::rounds)
-  gossip::RoundConfig round;  // the round driver's settings, as `murmur node` takes them (round_config)
+  gossip::RoundConfig round;   // the round driver's settings and schedule, as `murmur node` takes them
   gossip::MembershipConfig membership;
   uint64_t seed = 1;
 };

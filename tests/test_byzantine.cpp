@@ -27,7 +27,7 @@ LabConfig lab(size_t byzantine, g::Attack attack, g::Aggregation aggregation = g
   c.algo = algo;
   c.peers = kPeers;
   c.rounds = 30;
-  c.inner_steps = kH;
+  c.round.schedule.inner_steps = kH;
   c.round.consensus.codec = "int8:block=64";
   c.round.consensus.aggregation = aggregation;
   c.round.outer_lr = 1;  // plain averaging: stable on 8 peers of degree 3 for this objective
@@ -44,7 +44,7 @@ LabPoint run(const LabConfig& c) {
   QuadraticObjective q;
   q.dim = 512;
   q.heterogeneity = 0.5;
-  const auto obj = make_quadratic(q, kPeers, kH, 7);
+  const auto obj = make_quadratic(q, kPeers, 7);
   return run_lab(*obj, c).back();
 }
 

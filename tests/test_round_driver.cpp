@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "gossip/outer_optimizer.h"
@@ -188,21 +189,64 @@ TEST(RoundDriver, DeadlineMixesWithoutASilentNeighbour) {
   EXPECT_TRUE(same(*s.peers[0].consensus().link_copy(pid(1)), s.peers[1].consensus().public_copy()));
 }
 
-TEST(RoundDriver, OuterStepIsNesterovOnThePseudoGradient) {
-  g::RoundConfig cfg;
-  cfg.consensus.codec = "fp32";
-  RoundNet s({gaussian(n, 1)}, cfg, 1);  // alone: every round mixes at once
-  g::OuterOptimizer by_hand(n);
-  Vec expect = s.model[0];
-  for (int r = 0; r < 3; ++r) {
-    const Vec start = expect;
-    drift(r, s.model[0]);
-    drift(r, expect);
-    by_hand.step(start, expect, 0.7f, 0.9f);
-    s.done(0);
-    EXPECT_EQ(s.model[0], expect) << "round " << r;
+// The outer step is Nesterov on the pseudo-gradient, in both orders (alone, the mix changes nothing).
+// Warm-up rounds average instead (no outer step, the momentum stays zero); the outer step starts after.
+TEST(RoundDriver, OuterStepIsNesterovOnThePseudoGradientAfterTheWarmUp) {
+  for (const bool after_mix : {false, true}) {
+    for (const int64_t warmup : {0, 5}) {
+      g::RoundConfig cfg;
+      cfg.consensus.codec = "fp32";
+      cfg.outer_after_mix = after_mix;
+      cfg.schedule = {.inner_steps = 4, .warmup_steps = warmup, .warmup_inner_steps = 2};  // 2, 2, 1, then 4
+      const int warm_rounds = warmup > 0 ? 3 : 0;
+      RoundNet s({gaussian(n, 1)}, cfg, 1);  // alone: every round mixes at once
+      g::OuterOptimizer by_hand(n);
+      Vec expect = s.model[0];
+      for (int r = 0; r < 5; ++r) {
+        const Vec start = expect;
+        drift(r, s.model[0]);
+        drift(r, expect);
+        if (r >= warm_rounds) by_hand.step(start, expect, 0.7f, 0.9f);
+        s.done(0);
+        EXPECT_EQ(s.model[0], expect)
+            << "round " << r << ", warm-up " << warmup << (after_mix ? ", after" : "");
+        EXPECT_TRUE(same(s.peers[0].momentum(), by_hand.momentum())) << "round " << r;
+      }
+    }
   }
-  EXPECT_TRUE(same(s.peers[0].momentum(), by_hand.momentum()));
+}
+
+TEST(RoundSchedule, PlacesEveryRoundInTheRun) {
+  const g::RoundSchedule plain{.inner_steps = 32};
+  EXPECT_EQ(plain.warmup_rounds(), 0);
+  EXPECT_FALSE(plain.warming_up(0));
+  EXPECT_EQ(plain.first_step(3), 96);
+  EXPECT_EQ(plain.steps_in(0), 32);
+  EXPECT_EQ(plain.rounds_for(256), 8u);
+  EXPECT_EQ(plain.rounds_for(257), 9u);  // the last round is cut short by the run
+  EXPECT_EQ(plain.rounds_for(0), 0u);
+
+  const g::RoundSchedule warm{.inner_steps = 32, .warmup_steps = 20, .warmup_inner_steps = 8};
+  EXPECT_EQ(warm.warmup_rounds(), 3);  // 8, 8, 4
+  EXPECT_TRUE(warm.warming_up(2));
+  EXPECT_FALSE(warm.warming_up(3));
+  const int64_t first[] = {0, 8, 16, 20, 52, 84};
+  const int64_t steps[] = {8, 8, 4, 32, 32, 32};
+  for (uint64_t r = 0; r < 6; ++r) {
+    EXPECT_EQ(warm.first_step(r), first[r]) << r;
+    EXPECT_EQ(warm.steps_in(r), steps[r]) << r;
+    EXPECT_EQ(warm.first_step(r + 1), warm.first_step(r) + warm.steps_in(r)) << r;
+  }
+  EXPECT_EQ(warm.rounds_for(20), 3u);
+  EXPECT_EQ(warm.rounds_for(84), 5u);
+  EXPECT_EQ(warm.rounds_for(85), 6u);
+  // A stranger's round number cannot overflow the step count.
+  EXPECT_EQ(warm.first_step(~uint64_t{0}), std::numeric_limits<int64_t>::max());
+
+  EXPECT_THROW((g::RoundSchedule{.inner_steps = 0}.validate()), std::invalid_argument);
+  EXPECT_THROW((g::RoundSchedule{.warmup_steps = -1}.validate()), std::invalid_argument);
+  EXPECT_THROW((g::RoundSchedule{.warmup_inner_steps = 0}.validate()), std::invalid_argument);
+  EXPECT_EQ(warm.describe(), "H = 8 (plain averaging) for 20 steps, then 32");
 }
 
 TEST(RoundDriver, ResumeKeepsThePublicCopyAndTheRound) {

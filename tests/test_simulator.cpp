@@ -24,7 +24,7 @@ SimConfig config(const char* codec = "fp32", double heterogeneity = 1.0, double 
   c.objective.heterogeneity = heterogeneity;
   c.objective.noise = noise;
   c.rounds = 60;
-  c.inner_steps = 5;
+  c.round.schedule.inner_steps = 5;
   c.step_s = 0.2;
   c.round.consensus.codec = codec;
   return c;

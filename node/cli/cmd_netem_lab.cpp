@@ -60,18 +60,21 @@ struct Run {
   int64_t length = 1;
   double tokens_per_peer = 0, wall_s = 0;
   std::vector<netem::LabPoint> points;
+  gossip::RoundSchedule schedule;  // this length's (the warm-up scales with it)
 };
 
-json to_json(const Run& r, double tokens_per_round) {
+json to_json(const Run& r, double tokens_per_step) {
   json pts = json::array();
   for (const auto& p : r.points)
-    pts.push_back({{"round", p.round},
-                   {"tokens_per_peer", double(p.round) * tokens_per_round},
-                   {"loss", p.loss},
-                   {"loss_of_mean", p.loss_of_mean},
-                   {"consensus", p.consensus},
-                   {"bytes_per_peer", p.bytes_per_peer},
-                   {"links_cut", p.links_cut}});
+    pts.push_back(
+        {{"round", p.round},
+         {"tokens_per_peer",
+          std::min(r.tokens_per_peer, double(r.schedule.first_step(uint64_t(p.round))) * tokens_per_step)},
+         {"loss", p.loss},
+         {"loss_of_mean", p.loss_of_mean},
+         {"consensus", p.consensus},
+         {"bytes_per_peer", p.bytes_per_peer},
+         {"links_cut", p.links_cut}});
   const netem::LabPoint& last = r.points.back();
   return {{"name", r.variant.name},
           {"algo", r.variant.algo},
@@ -144,29 +147,31 @@ void run_lab(const LabArgs& a) {
   const size_t peers = a.peers > 0 ? a.peers : s.peers.size();
   std::vector<Variant> variants;
   for (const std::string& v : a.algos) variants.push_back(parse_variant(v, base.codec));
-  const int64_t base_rounds = std::max<int64_t>(1, base.train.steps / base.inner_steps);
+  const gossip::RoundConfig round = peer::round_config(base);
   const ModelConfig cfg = base.model.config();
-  const double tokens_per_round = double(base.inner_steps) * base.batch.batch * base.batch.context_for(cfg);
+  const double tokens_per_step = double(base.batch.batch) * base.batch.context_for(cfg);
   const fs::path out = a.out;
   fs::create_directories(out);
   std::printf(
-      "netem lab %s: %zu peers, %s (%.2fM params), H = %lld, %lld rounds at x1 (%.0f tokens per peer)\n",
+      "netem lab %s: %zu peers, %s (%.2fM params), %s, %lld steps in %llu rounds at x1 (%.0f tokens "
+      "per peer)\n",
       s.name.c_str(), peers, cfg.describe().c_str(), cfg.num_params() / 1e6,
-      static_cast<long long>(base.inner_steps), static_cast<long long>(base_rounds),
-      double(base_rounds) * tokens_per_round);
+      round.schedule.describe().c_str(), static_cast<long long>(base.train.steps),
+      static_cast<unsigned long long>(round.schedule.rounds_for(base.train.steps)),
+      double(base.train.steps) * tokens_per_step);
   std::fflush(stdout);
 
   std::vector<Run> runs;
   for (int64_t m : a.lengths) {
     for (const Variant& v : variants) {
       peer::PeerArgs args = base;
-      args.train.steps = base_rounds * m * base.inner_steps;  // the LR schedule spans the longer run
+      args.train.steps = base.train.steps * m;  // the LR schedule spans the longer run
       netem::LabConfig c;
       c.algo = v.algo;
       c.peers = peers;
-      c.rounds = base_rounds * m;
-      c.inner_steps = base.inner_steps;
-      c.round = peer::round_config(base);
+      c.round = round;
+      c.round.schedule.warmup_steps *= m;  // the same share of every run length
+      c.rounds = int64_t(c.round.schedule.rounds_for(args.train.steps));
       c.round.consensus.codec = v.codec;
       c.byzantine = a.byzantine;
       if (a.byzantine > 0) c.attack = {gossip::parse_attack(a.attack), a.attack_scale};
@@ -174,7 +179,7 @@ void run_lab(const LabArgs& a) {
       c.relink_every = a.relink_every;
       c.eval_every = std::max<int64_t>(1, c.rounds / std::max<int64_t>(1, a.evals));
       c.seed = a.seed;
-      Run run{v, m, double(c.rounds) * tokens_per_round, 0, {}};
+      Run run{v, m, double(args.train.steps) * tokens_per_step, 0, {}, c.round.schedule};
       const auto t0 = std::chrono::steady_clock::now();
       auto wall = [&] {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -190,12 +195,14 @@ void run_lab(const LabArgs& a) {
       runs.push_back(std::move(run));
       // Written after every run: an interrupted lab keeps what it measured.
       json all = json::array();
-      for (const Run& r : runs) all.push_back(to_json(r, tokens_per_round));
+      for (const Run& r : runs) all.push_back(to_json(r, tokens_per_step));
       write_text_atomic(out / "results.json", json{{"scenario", s.name},
                                                    {"peers", peers},
                                                    {"model", cfg.describe()},
                                                    {"params", cfg.num_params()},
-                                                   {"inner_steps", base.inner_steps},
+                                                   {"inner_steps", round.schedule.inner_steps},
+                                                   {"warmup_steps", round.schedule.warmup_steps},
+                                                   {"warmup_inner_steps", round.schedule.warmup_inner_steps},
                                                    {"byzantine", a.byzantine},
                                                    {"attack", a.byzantine > 0 ? a.attack : ""},
                                                    {"runs", all}}
@@ -219,8 +226,9 @@ void add_netem_lab(CLI::App& netem) {
       "context, lr, inner-steps H, outer-lr/momentum, codec, gamma, degree) with the scenario's number of\n"
       "peers on an ideal network (every message arrives, nobody waits): what differs is the algorithm.\n"
       "gossip runs the peers' round protocol on random neighbour links; allreduce and diloco count the\n"
-      "bytes of a ring all-reduce. A run of length xM has M times the rounds and steps of [training]\n"
-      "steps (its LR schedule spans the whole run). Losses are validation losses on the same windows\n"
+      "bytes of a ring all-reduce. A run of length xM has M times the steps of [training] steps (its\n"
+      "LR schedule spans the whole run) and M times its warmup-steps. Losses are validation losses on the "
+      "same windows\n"
       "(eval-windows): the mean over the peers of each one's model, and that of their mean model.\n"
       "Writes DIR/results.json (every evaluation) and DIR/results.md (a table per length);\n"
       "bench/lab_report.py draws the plots.");

@@ -63,12 +63,11 @@ netem::SimConfig sim_config(const netem::Scenario& s, const SimArgs& a, const st
     c.make_objective = [peer](size_t peers) { return peer::make_model_objective(peer, peers); };
   }
   c.seed = a.seed;
-  c.inner_steps = int(number(t, "inner-steps", 50, source));
-  c.rounds = a.rounds > 0 ? a.rounds
-                          : std::max<int64_t>(1, int64_t(number(t, "steps", 1000, source)) / c.inner_steps);
-  // The round's settings as a real peer takes them from the same keys.
+  // The round's settings and schedule as a real peer takes them from the same keys.
   const peer::PeerArgs flags = peer::parse_training_table(s.training, source);
   c.round = peer::round_config(flags);
+  c.rounds =
+      a.rounds > 0 ? a.rounds : std::max<int64_t>(1, int64_t(c.round.schedule.rounds_for(flags.train.steps)));
   compress::parse_codec_spec(c.round.consensus.codec);  // names a bad codec before anything runs
   c.membership.target_degree = int(number(t, "degree", 3, source));
   c.membership.max_degree = int(number(t, "max-degree", 6, source));
@@ -150,9 +149,9 @@ void run_simulation(const SimArgs& a) {
   const netem::SimConfig c = sim_config(s, a, source);
   const fs::path out = a.out;
   fs::create_directories(out);
-  std::printf("netem simulate %s: %zu peers, %lld rounds of %d steps (%.3g virtual s each), codec %s, %s\n",
-              s.name.c_str(), s.peers.size(), static_cast<long long>(c.rounds), c.inner_steps,
-              c.inner_steps * c.step_s, c.round.consensus.codec.c_str(),
+  std::printf("netem simulate %s: %zu peers, %lld rounds, %s (%.3g virtual s per step), codec %s, %s\n",
+              s.name.c_str(), s.peers.size(), static_cast<long long>(c.rounds),
+              c.round.schedule.describe().c_str(), c.step_s, c.round.consensus.codec.c_str(),
               c.make_objective ? "the [training] model"
                                : ("quadratic, dim " + std::to_string(c.objective.dim)).c_str());
   std::fflush(stdout);
@@ -177,7 +176,9 @@ void run_simulation(const SimArgs& a) {
       {"scenario", s.name},
       {"peers", s.peers.size()},
       {"rounds", c.rounds},
-      {"inner_steps", c.inner_steps},
+      {"inner_steps", c.round.schedule.inner_steps},
+      {"warmup_steps", c.round.schedule.warmup_steps},
+      {"warmup_inner_steps", c.round.schedule.warmup_inner_steps},
       {"step_s", c.step_s},
       {"codec", c.round.consensus.codec},
       {"objective", a.objective_kind},

@@ -47,20 +47,22 @@ struct PeerArgs {
   // algorithm
   std::string algo = "gossip";  // gossip | local | allreduce | diloco
   int64_t inner_steps = 50;     // H: local steps per round
+  int64_t warmup_steps = 0;     // the first steps in rounds of warmup_inner_steps, averaged (RoundSchedule)
+  int64_t warmup_inner_steps = 8;
   double outer_lr = 0.7, outer_momentum = 0.9;
   bool outer_after_mix = false;  // gossip: the outer step on the mixed update (RoundConfig)
-  double gamma = 1.0;  // consensus step size
+  double gamma = 1.0;            // consensus step size
   std::string codec = "int8:block=64";
   double round_budget_s = 0;  // > 0: pick the codec per round so a round's sends fit this many seconds
   std::string codec_ladder = "fp32;bf16;int8:block=64;int4:block=64;sign:block=256";
   // robustness against hostile neighbours (docs/algorithm.md, "Guarding the average")
   std::string aggregation = "clip";  // mean | clip | trimmed-mean
   double clip_radius = 0;            // clip: fixed radius; 0 = adaptive (clip_factor × median distance)
-  double clip_factor = 3.0;  // 2 cost 0.7 % val loss in a clean 4-peer x16 lab run, 3 nothing
-  uint32_t trim = 1;            // trimmed-mean: values dropped at each end
-  uint32_t strikes_to_cut = 3;  // strikes within 8 rounds that cut a link (0 = never)
-  std::string byzantine;        // experiments: attack the neighbours (gossip/byzantine.h); empty = honest
-  double attack_scale = 0;      // the attack's strength; 0 = its default
+  double clip_factor = 3.0;          // 2 cost 0.7 % val loss in a clean 4-peer x16 lab run, 3 nothing
+  uint32_t trim = 1;                 // trimmed-mean: values dropped at each end
+  uint32_t strikes_to_cut = 3;       // strikes within 8 rounds that cut a link (0 = never)
+  std::string byzantine;    // experiments: attack the neighbours (gossip/byzantine.h); empty = honest
+  double attack_scale = 0;  // the attack's strength; 0 = its default
   int degree = 3, max_degree = 6;
   double link_lifetime_s = 30;  // mean life of a neighbour link before it is re-sampled
   int expect_peers = 0;         // allreduce/diloco: the ring's size (wait for that many members)

@@ -63,13 +63,13 @@ class ModelObjective final : public netem::SimObjective {
     init_gpt2_params(theta, eval_->layout(), cfg_, a_.train.seed);  // as PeerTraining::initialise
     return theta;
   }
-  void local_steps(size_t peer, std::span<float> theta, uint64_t round) override {
-    steps(replica(peer), theta, round);
+  void local_steps(size_t peer, std::span<float> theta, int64_t first, int64_t count) override {
+    steps(replica(peer), theta, first, count);
   }
   // One replica reads every peer's stream: the steps all `allreduce` peers take together.
-  void data_parallel_steps(std::span<float> theta, uint64_t round) override {
+  void data_parallel_steps(std::span<float> theta, int64_t first, int64_t count) override {
     if (!all_.model) all_ = make_replica(0, uint32_t(replicas_.size()));
-    steps(all_, theta, round);
+    steps(all_, theta, first, count);
   }
   double peer_loss(size_t peer, std::span<const float> theta) override {
     const double last = replicas_.at(peer).round_loss;
@@ -103,10 +103,10 @@ class ModelObjective final : public netem::SimObjective {
     if (!r.model) r = make_replica(uint32_t(peer), 1);
     return r;
   }
-  // H steps of `r` from theta: round's place in the LR schedule (a peer that adopted a running swarm's
-  // state continues the schedule there, as PeerTraining does).
-  void steps(Replica& r, std::span<float> theta, uint64_t round) {
-    const int64_t at = std::min<int64_t>(int64_t(round) * a_.inner_steps, a_.train.steps - 1);
+  // `count` steps of `r` from theta, from step `first` of the LR schedule (a peer that adopted a running
+  // swarm's state continues the schedule there, as PeerTraining does).
+  void steps(Replica& r, std::span<float> theta, int64_t first, int64_t count) {
+    const int64_t at = std::min<int64_t>(first, a_.train.steps - 1);
     if (r.trainer->steps_done() < at) {
       nlohmann::json st = r.trainer->state();
       st["step"] = at;
@@ -115,7 +115,7 @@ class ModelObjective final : public netem::SimObjective {
     r.model->write_params(theta);
     double sum = 0;
     int64_t n = 0;
-    for (int64_t k = 0; k < a_.inner_steps && r.trainer->steps_done() < a_.train.steps; ++k, ++n) {
+    for (int64_t k = 0; k < count && r.trainer->steps_done() < a_.train.steps; ++k, ++n) {
       const StepStats s = r.trainer->step();
       run::check_loss(s);
       sum += s.loss;

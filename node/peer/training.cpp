@@ -66,6 +66,7 @@ class PeerTraining {
                                     "Neighbour links cut for repeated strikes, by peer", {"peer"})),
         rollback_total_(metrics.counters("murmur_training_rollbacks_total",
                                          "Rollbacks to the state before a mix after a non-finite loss", {})),
+        schedule_(round_config(a).schedule),
         cfg_(a.model.config()),
         train_(a.data, "train"),
         val_(a.data, "val"),
@@ -124,6 +125,7 @@ class PeerTraining {
   run::JsonlLog& log_;
   net::MetricsRegistry& metrics_;
   net::CounterFamily &rejected_total_, &cut_total_, &rollback_total_;
+  const gossip::RoundSchedule schedule_;  // the steps of each round, and the warm-up (every algorithm)
   ModelConfig cfg_;
   TokenDataset train_, val_;
   int context_;
@@ -290,7 +292,7 @@ void PeerTraining::drain_round_actions() {
       model_->write_params(driver_->theta());
       // The LR schedule continues where the swarm is; the data stream is this peer's own.
       json st = trainer_.state();
-      st["step"] = std::min<int64_t>(static_cast<int64_t>(ad->round) * a_.inner_steps, a_.train.steps - 1);
+      st["step"] = std::min<int64_t>(schedule_.first_step(ad->round), a_.train.steps - 1);
       trainer_.restore(st);
       adopted_ = true;
       log_.write({{"event", "adopted"}, {"peer", gossip::short_name(ad->from)}, {"round", ad->round}});
@@ -452,7 +454,8 @@ void PeerTraining::diloco_round() {
   ring_sum(delta);
   const float inv = 1.0f / static_cast<float>(ring_.size());
   for (size_t i = 0; i < n_; ++i) theta_[i] = start_[i] - delta[i] * inv;
-  outer_.step(start_, theta_, static_cast<float>(a_.outer_lr), static_cast<float>(a_.outer_momentum));
+  if (!schedule_.warming_up(round_))  // warm-up rounds average
+    outer_.step(start_, theta_, static_cast<float>(a_.outer_lr), static_cast<float>(a_.outer_momentum));
   model_->write_params(theta_);
 }
 
@@ -490,10 +493,10 @@ json PeerTraining::run() {
   const bool ring = a_.algo == "allreduce" || a_.algo == "diloco";
   if (ring) wait_for_ring();
   if (driver_ && driver_->fresh() && !a_.join.empty()) wait_for_state();
-  std::printf("peer %s: %s, %s (%.2fM params), H=%lld, %lld steps, batch %d x %d\n",
+  std::printf("peer %s: %s, %s (%.2fM params), %s, %lld steps, batch %d x %d\n",
               gossip::short_name(self_).c_str(), a_.algo.c_str(), cfg_.describe().c_str(),
-              cfg_.num_params() / 1e6, static_cast<long long>(a_.inner_steps),
-              static_cast<long long>(a_.train.steps), a_.batch.batch, context_);
+              cfg_.num_params() / 1e6, schedule_.describe().c_str(), static_cast<long long>(a_.train.steps),
+              a_.batch.batch, context_);
   std::fflush(stdout);
   std::string status = "finished";
   double final_val = NAN;
@@ -508,7 +511,7 @@ json PeerTraining::run() {
     if (a_.algo == "diloco") model_->read_params(start_);
     const int64_t steps_before = trainer_.steps_done();
     try {
-      inner_steps(a_.inner_steps);
+      inner_steps(schedule_.steps_in(r));
       if (trainer_.steps_done() == steps_before) continue;  // interrupted before a step
       if (driver_) gossip_round();
       if (a_.algo == "diloco") diloco_round();
