@@ -56,10 +56,11 @@ struct RoundConfig {
   RoundSchedule schedule;  // H, and the warm-up rounds that take no outer step
   double outer_lr = 0.7;   // Nesterov outer step (DiLoCo); 1 and 0 give plain local SGD
   double outer_momentum = 0.9;
-  // Where the outer step applies: on the peer's own pseudo-gradient before it gossips (DiLoCo's
-  // order), or on the mixed one, θ_start − mix(θ'), after the mix (so momentum accumulates the swarm's
-  // update, not each peer's own: less disagreement on sparse graphs).
-  bool outer_after_mix = false;
+  // Where the outer step applies: on the mixed pseudo-gradient θ_start − mix(θ') after the mix (the
+  // momentum accumulates the swarm's update: peers agree on sparse graphs), or on the peer's own before
+  // it gossips (DiLoCo's order: per-peer momentum amplifies what the mix has not averaged yet; at 8
+  // peers of degree 3 it ended worse than training alone, docs/experiments/quality-gap.md).
+  bool outer_after_mix = true;
   Millis wait_max = 5000;       // most a round waits for its neighbours' deltas before mixing without them
   uint32_t strikes_to_cut = 3;  // strikes (see RejectKind) within strike_window rounds cut a link; 0 = never
   uint32_t strike_window = 8;

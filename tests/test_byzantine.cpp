@@ -27,11 +27,11 @@ LabConfig lab(size_t byzantine, g::Attack attack, g::Aggregation aggregation = g
   c.algo = algo;
   c.peers = kPeers;
   c.rounds = 30;
-  c.round.schedule.inner_steps = kH;
+  // The defaults' shape: a sync warm-up (5 rounds of 2 steps that average), then rounds of H with the
+  // Nesterov step after the mix: the defences must hold across the switch, where updates grow at once.
+  c.round.schedule = {.inner_steps = kH, .warmup_steps = 10, .warmup_inner_steps = 2};
   c.round.consensus.codec = "int8:block=64";
   c.round.consensus.aggregation = aggregation;
-  c.round.outer_lr = 1;  // plain averaging: stable on 8 peers of degree 3 for this objective
-  c.round.outer_momentum = 0;
   c.degree = 3;
   c.relink_every = 5;  // membership re-samples links, so cut ones are replaced
   c.eval_every = 30;

@@ -169,8 +169,7 @@ void run_lab(const LabArgs& a) {
       netem::LabConfig c;
       c.algo = v.algo;
       c.peers = peers;
-      c.round = round;
-      c.round.schedule.warmup_steps *= m;  // the same share of every run length
+      c.round = peer::round_config(args);  // the warm-up is the same share of every run length
       c.rounds = int64_t(c.round.schedule.rounds_for(args.train.steps));
       c.round.consensus.codec = v.codec;
       c.byzantine = a.byzantine;
@@ -201,7 +200,7 @@ void run_lab(const LabArgs& a) {
                                                    {"model", cfg.describe()},
                                                    {"params", cfg.num_params()},
                                                    {"inner_steps", round.schedule.inner_steps},
-                                                   {"warmup_steps", round.schedule.warmup_steps},
+                                                   {"sync_warmup", base.sync_warmup},
                                                    {"warmup_inner_steps", round.schedule.warmup_inner_steps},
                                                    {"byzantine", a.byzantine},
                                                    {"attack", a.byzantine > 0 ? a.attack : ""},
@@ -227,7 +226,8 @@ void add_netem_lab(CLI::App& netem) {
       "peers on an ideal network (every message arrives, nobody waits): what differs is the algorithm.\n"
       "gossip runs the peers' round protocol on random neighbour links; allreduce and diloco count the\n"
       "bytes of a ring all-reduce. A run of length xM has M times the steps of [training] steps (its\n"
-      "LR schedule spans the whole run) and M times its warmup-steps. Losses are validation losses on the "
+      "LR schedule spans the whole run; the warm-up is the same share of it). Losses are validation losses "
+      "on the "
       "same windows\n"
       "(eval-windows): the mean over the peers of each one's model, and that of their mean model.\n"
       "Writes DIR/results.json (every evaluation) and DIR/results.md (a table per length);\n"

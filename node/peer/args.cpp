@@ -1,5 +1,6 @@
 #include "node/peer/args.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -99,13 +100,14 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
       ->group(algo);
-  cmd.add_option("--warmup-steps", a.warmup_steps,
-                 "Warm-up: the run's first N local steps go in short rounds (--warmup-inner-steps) that "
+  cmd.add_option("--sync-warmup", a.sync_warmup,
+                 "Share of --steps at the start trained in short rounds (--sync-warmup-inner-steps) that "
                  "average the peers' models without the outer step (0 = none)")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->check(CLI::Range(0.0, 1.0))
       ->group(algo);
-  cmd.add_option("--warmup-inner-steps", a.warmup_inner_steps, "Local steps per warm-up round")
+  cmd.add_option("--sync-warmup-inner-steps", a.sync_warmup_inner_steps,
+                 "Local steps per round during the sync warm-up (at most --inner-steps)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
       ->group(algo);
@@ -119,7 +121,8 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
       ->group(algo);
   cmd.add_flag("--outer-after-mix,!--outer-before-mix", a.outer_after_mix,
                "gossip: take the outer step on the mixed update (round start - mixed model) after "
-               "mixing, instead of on this peer's own pseudo-gradient before sending")
+               "mixing (default), or with --outer-before-mix on this peer's own pseudo-gradient before "
+               "sending (DiLoCo's order)")
       ->group(algo);
   cmd.add_option("--gamma", a.gamma, "Consensus step size (gossip)")
       ->capture_default_str()
@@ -239,7 +242,6 @@ void validate_peer_args(const PeerArgs& a) {
   if ((a.algo == "allreduce" || a.algo == "diloco") && a.expect_peers < 1)
     throw std::invalid_argument("--algo " + a.algo + " needs --expect-peers N (the ring's size)");
   if (a.train.steps < a.inner_steps) throw std::invalid_argument("--steps must be at least --inner-steps");
-  if (a.warmup_steps > a.train.steps) throw std::invalid_argument("--warmup-steps must not exceed --steps");
   const size_t snapshot = snapshot_payload_bytes(a.model.config());
   if (a.max_payload_mib != 0 && a.max_payload_mib * kMiB < snapshot)
     throw std::invalid_argument("--max-payload-mib " + std::to_string(a.max_payload_mib) +
@@ -273,7 +275,8 @@ gossip::RoundConfig round_config(const PeerArgs& a) {
   c.consensus.clip_radius = a.clip_radius;
   c.consensus.clip_factor = a.clip_factor;
   c.consensus.trim = a.trim;
-  c.schedule = {a.inner_steps, a.warmup_steps, a.warmup_inner_steps};
+  c.schedule = {a.inner_steps, std::llround(a.sync_warmup * double(a.train.steps)),
+                std::min(a.sync_warmup_inner_steps, a.inner_steps)};
   c.outer_lr = a.outer_lr;
   c.outer_momentum = a.outer_momentum;
   c.outer_after_mix = a.outer_after_mix;

@@ -47,11 +47,14 @@ struct PeerArgs {
   // algorithm
   std::string algo = "gossip";  // gossip | local | allreduce | diloco
   int64_t inner_steps = 50;     // H: local steps per round
-  int64_t warmup_steps = 0;     // the first steps in rounds of warmup_inner_steps, averaged (RoundSchedule)
-  int64_t warmup_inner_steps = 8;
+  // Sync warm-up (gossip::RoundSchedule): this share of the run's steps in rounds of warmup_inner_steps that
+  // average without the outer step. 12.5 % at half of H took the lab's 4-peer gap to allreduce at x16
+  // from +2.6 % to +0.2 % for 12.5 % more bytes (docs/experiments/quality-gap.md).
+  double sync_warmup = 0.125;
+  int64_t sync_warmup_inner_steps = 16;  // at most inner_steps
   double outer_lr = 0.7, outer_momentum = 0.9;
-  bool outer_after_mix = false;  // gossip: the outer step on the mixed update (RoundConfig)
-  double gamma = 1.0;            // consensus step size
+  bool outer_after_mix = true;  // gossip: the outer step on the mixed update (RoundConfig)
+  double gamma = 1.0;           // consensus step size
   std::string codec = "int8:block=64";
   double round_budget_s = 0;  // > 0: pick the codec per round so a round's sends fit this many seconds
   std::string codec_ladder = "fp32;bf16;int8:block=64;int4:block=64;sign:block=256";
