@@ -169,8 +169,8 @@ TEST(SimulatorCli, WritesTheReportAndNamesBadTrainingKeys) {
   ASSERT_EQ(r.rc, 0) << r.output;
   const nlohmann::json s = summary(out);
   EXPECT_EQ(s["peers"], 6);
-  // The default sync warm-up: 13 steps in rounds of 5, 5 and 3, then 87 in 18 rounds of 5.
-  EXPECT_EQ(s["rounds"], 21);
+  // The default sync warm-up: 13 steps in 7 rounds of H/2 = 2 (the last 1), then 87 in 18 rounds of 5.
+  EXPECT_EQ(s["rounds"], 25);
   EXPECT_EQ(s["codec"], "int8:block=64");
   EXPECT_LT(s["final"]["loss_of_mean"].get<double>(), 0.05);
   EXPECT_GT(s["final"]["train_bytes_per_peer"].get<double>(), 0.0);

@@ -107,9 +107,10 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
       ->check(CLI::Range(0.0, 1.0))
       ->group(algo);
   cmd.add_option("--sync-warmup-inner-steps", a.sync_warmup_inner_steps,
-                 "Local steps per round during the sync warm-up (at most --inner-steps)")
+                 "Local steps per round during the sync warm-up, at most --inner-steps (0 = half of "
+                 "--inner-steps: 12.5 % more rounds with the default --sync-warmup)")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
       ->group(algo);
   cmd.add_option("--outer-lr", a.outer_lr, "Outer (Nesterov) learning rate eta; 1 with momentum 0 = plain")
       ->capture_default_str()
@@ -275,8 +276,9 @@ gossip::RoundConfig round_config(const PeerArgs& a) {
   c.consensus.clip_radius = a.clip_radius;
   c.consensus.clip_factor = a.clip_factor;
   c.consensus.trim = a.trim;
-  c.schedule = {a.inner_steps, std::llround(a.sync_warmup * double(a.train.steps)),
-                std::min(a.sync_warmup_inner_steps, a.inner_steps)};
+  const int64_t warm_h = a.sync_warmup_inner_steps > 0 ? std::min(a.sync_warmup_inner_steps, a.inner_steps)
+                                                       : std::max<int64_t>(1, a.inner_steps / 2);
+  c.schedule = {a.inner_steps, std::llround(a.sync_warmup * double(a.train.steps)), warm_h};
   c.outer_lr = a.outer_lr;
   c.outer_momentum = a.outer_momentum;
   c.outer_after_mix = a.outer_after_mix;

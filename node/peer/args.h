@@ -49,9 +49,9 @@ struct PeerArgs {
   int64_t inner_steps = 50;     // H: local steps per round
   // Sync warm-up (gossip::RoundSchedule): this share of the run's steps in rounds of warmup_inner_steps that
   // average without the outer step. 12.5 % at half of H took the lab's 4-peer gap to allreduce at x16
-  // from +2.6 % to +0.2 % for 12.5 % more bytes (docs/experiments/quality-gap.md).
+  // from +2.6 % to +1.2 % for 12.5 % more bytes (docs/experiments/quality-gap.md).
   double sync_warmup = 0.125;
-  int64_t sync_warmup_inner_steps = 16;  // at most inner_steps
+  int64_t sync_warmup_inner_steps = 0;  // at most inner_steps; 0 = inner_steps / 2
   double outer_lr = 0.7, outer_momentum = 0.9;
   bool outer_after_mix = true;  // gossip: the outer step on the mixed update (RoundConfig)
   double gamma = 1.0;           // consensus step size
