@@ -79,9 +79,9 @@ std::vector<LabPoint> run_lab(SimObjective& obj, const LabConfig& c,
     g::OuterOptimizer outer(n);
     double bytes = 0;
     for (int64_t r = 0; r < c.rounds; ++r) {
-      const int64_t first = sched.first_step(uint64_t(r)), steps = sched.steps_in(uint64_t(r));
       if (c.algo == "allreduce") {
-        obj.data_parallel_steps(theta, first, steps);
+        const int64_t steps = sched.steps_in(uint64_t(r));
+        obj.data_parallel_steps(theta, sched.first_step(uint64_t(r)), steps);
         bytes += double(steps) * ring;
       } else {
         std::fill(mean.begin(), mean.end(), 0.0f);

@@ -226,10 +226,9 @@ void add_netem_lab(CLI::App& netem) {
       "peers on an ideal network (every message arrives, nobody waits): what differs is the algorithm.\n"
       "gossip runs the peers' round protocol on random neighbour links; allreduce and diloco count the\n"
       "bytes of a ring all-reduce. A run of length xM has M times the steps of [training] steps (its\n"
-      "LR schedule spans the whole run; the warm-up is the same share of it). Losses are validation losses "
-      "on the "
-      "same windows\n"
-      "(eval-windows): the mean over the peers of each one's model, and that of their mean model.\n"
+      "LR schedule spans the whole run; the sync warm-up is the same share of it). Losses are\n"
+      "validation losses on the same windows (eval-windows): the mean over the peers of each one's\n"
+      "model, and that of their mean model.\n"
       "Writes DIR/results.json (every evaluation) and DIR/results.md (a table per length);\n"
       "bench/lab_report.py draws the plots.");
   sub->add_option("scenario", a->scenario, "Scenario file whose [training] and peers the lab uses")
