@@ -59,13 +59,13 @@ struct MemberUpdate {
 // (run_digest(run)), and a receiver of another run drops them.
 struct Hello {
   PeerInfo self;
-  RunIdentity run;
+  RunIdentity run{};
   friend bool operator==(const Hello&, const Hello&) = default;
 };
 struct Welcome {
   PeerInfo self;
   std::vector<PeerInfo> sample;
-  RunIdentity run;
+  RunIdentity run{};
   friend bool operator==(const Welcome&, const Welcome&) = default;
 };
 // Cyclon-style shuffle: exchange random samples of the partial views.
@@ -160,7 +160,7 @@ struct Bye {
 // The answer to a Hello of another run: the refuser's own identity, so the joiner can name every
 // setting that differs. The joiner is not admitted.
 struct Refusal {
-  RunIdentity run;
+  RunIdentity run{};
   friend bool operator==(const Refusal&, const Refusal&) = default;
 };
 

@@ -20,8 +20,8 @@ inline constexpr size_t kMaxAlgoLen = 16;  // "gossip", "diloco", "allreduce", "
 struct RunIdentity {
   // The model's shape: another one has another parameter count.
   uint32_t n_layer = 0, n_head = 0, n_embd = 0, n_ctx = 0, vocab_size = 0;
-  uint64_t seed = 0;  // the initialisation (--seed): every replica starts from one point
-  std::string algo;   // gossip | diloco | allreduce | local
+  uint64_t seed = 0;   // the initialisation (--seed): every replica starts from one point
+  std::string algo{};  // gossip | diloco | allreduce | local
   // The round schedule (gossip::RoundSchedule): a round number must mean the same steps everywhere.
   // The warm-up is its length in steps (--sync-warmup × --steps), not the share, since peers with other
   // --steps and one share would disagree; without a warm-up its round length is 0 (it changes nothing).

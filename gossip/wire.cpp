@@ -6,6 +6,7 @@
 #include <msgpack.hpp>
 #include <new>
 #include <stdexcept>
+#include <utility>
 #include <variant>
 
 namespace murmur::gossip::wire {
@@ -143,11 +144,22 @@ class Fields {
       throw Reject{std::string(field) + ": " + std::to_string(v) + " exceeds " + std::to_string(max)};
     return uint32_t(v);
   }
-  double finite_f64(const char* field) {
+  // A real number. msgpack-c packs a double without a fraction as an integer, so integers count too;
+  // within ±2^53, where every integer is exactly a double, and finite (NaN would differ from itself).
+  double real(const char* field) {
     const msgpack::object& x = next(field);
-    if (x.type != msgpack::type::FLOAT64) throw Reject{std::string(field) + ": not a float64"};
-    if (!std::isfinite(x.via.f64)) throw Reject{std::string(field) + ": not finite"};
-    return x.via.f64;
+    double v = 0;
+    if (x.type == msgpack::type::POSITIVE_INTEGER) {
+      v = double(x.via.u64);
+    } else if (x.type == msgpack::type::NEGATIVE_INTEGER) {
+      v = double(x.via.i64);
+    } else if (x.type == msgpack::type::FLOAT32 || x.type == msgpack::type::FLOAT64) {
+      v = x.via.f64;
+    } else {
+      throw Reject{std::string(field) + ": not a number"};
+    }
+    if (!(std::abs(v) <= 0x1p53)) throw Reject{std::string(field) + ": not a finite number within 2^53"};
+    return v;
   }
   bool boolean(const char* field) {
     const msgpack::object& x = next(field);
@@ -208,18 +220,20 @@ g::PeerInfo read_peer(Fields& f) {
 g::RunIdentity read_run(Fields& f) {
   Fields rf(f.array("run", kRunLen, kRunLen), 0);
   g::RunIdentity r;
-  r.n_layer = rf.u32("run.n_layer");
-  r.n_head = rf.u32("run.n_head");
-  r.n_embd = rf.u32("run.n_embd");
-  r.n_ctx = rf.u32("run.n_ctx");
-  r.vocab_size = rf.u32("run.vocab_size");
+  const std::pair<const char*, uint32_t*> shape[] = {{"run.n_layer", &r.n_layer},
+                                                     {"run.n_head", &r.n_head},
+                                                     {"run.n_embd", &r.n_embd},
+                                                     {"run.n_ctx", &r.n_ctx},
+                                                     {"run.vocab_size", &r.vocab_size}};
+  for (const auto& [name, v] : shape) *v = rf.u32(name);
   r.seed = rf.u64("run.seed");
   r.algo = rf.str("run.algo", g::kMaxAlgoLen);
-  r.inner_steps = rf.u64("run.inner_steps");
-  r.warmup_steps = rf.u64("run.warmup_steps");
-  r.warmup_inner_steps = rf.u64("run.warmup_inner_steps");
-  r.outer_lr = rf.finite_f64("run.outer_lr");
-  r.outer_momentum = rf.finite_f64("run.outer_momentum");
+  const std::pair<const char*, uint64_t*> schedule[] = {{"run.inner_steps", &r.inner_steps},
+                                                        {"run.warmup_steps", &r.warmup_steps},
+                                                        {"run.warmup_inner_steps", &r.warmup_inner_steps}};
+  for (const auto& [name, v] : schedule) *v = rf.u64(name);
+  r.outer_lr = rf.real("run.outer_lr");
+  r.outer_momentum = rf.real("run.outer_momentum");
   r.outer_after_mix = rf.boolean("run.outer_after_mix");
   return r;
 }

@@ -65,10 +65,7 @@ struct LocalRun {
               0);
     std::ofstream allow(out / "allow.txt");
     for (int i = 0; i < keys; ++i) {
-      const fs::path dir_i = out / ("keys-" + std::to_string(i));
-      EXPECT_EQ(run_command(murmur_cmd("keygen --out " + dir_i.string())).rc, 0);
-      std::ifstream f(dir_i / "peer.pub");
-      std::getline(f, pub.emplace_back());
+      pub.push_back(murmur::test::keygen(out / ("keys-" + std::to_string(i))));
       name.push_back(murmur::gossip::short_name(*murmur::gossip::peer_id_from_z85(pub.back())));
       if (i < allowed) allow << pub.back() << "\n";
       port.push_back(murmur::launch::free_tcp_port());
