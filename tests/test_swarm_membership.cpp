@@ -5,11 +5,11 @@
 #include <signal.h>
 
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "gossip/peer_id.h"
@@ -169,7 +169,9 @@ TEST(SwarmMembership, APeerOfAnotherRunIsRefusedAndExitsNamingTheDifferences) {
   ASSERT_TRUE(code) << "the refused peer did not exit";
   EXPECT_NE(*code, 0);
   std::ifstream f(run.output_of(1));
-  const std::string output((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::stringstream output_stream;
+  output_stream << f.rdbuf();
+  const std::string output = output_stream.str();
   const std::string differences = "model n_layer: 1 here, 2 there; seed: 7 here, 1337 there";
   EXPECT_NE(output.find("error: no peer admitted this one: peer " + run.name[0] + " is of another run (" +
                         differences + ")"),

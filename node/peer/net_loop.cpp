@@ -98,6 +98,7 @@ void NetLoop::carry_out(Millis now) {
                      o->differences.c_str());
       else
         std::printf("refused peer %s, its run differs: %s\n", who.c_str(), o->differences.c_str());
+      std::fflush(stdout);
       if (log_)
         log_->write({{"event", o->refused_us ? "refused_by" : "refused"},
                      {"peer", who},
