@@ -48,10 +48,19 @@ void validate(const MembershipConfig& c) {
           "need 1 <= target_degree < max_degree (re-sampling opens a link before closing one)");
   require(c.link_lifetime > 0 && c.link_request_timeout > 0,
           "link_lifetime and link_request_timeout must be > 0");
+  // What the wire can carry (gossip/wire.cpp decodes no more).
+  require(c.run.algo.size() <= kMaxAlgoLen && std::isfinite(c.run.outer_lr) &&
+              std::isfinite(c.run.outer_momentum),
+          "run: algo must be at most kMaxAlgoLen characters, outer_lr and outer_momentum finite");
 }
 
 Membership::Membership(PeerInfo self, MembershipConfig cfg, uint64_t seed)
-    : self_(std::move(self)), cfg_(cfg), rng_(mix64(seed)), members_(seed), broadcasts_(seed) {
+    : self_(std::move(self)),
+      cfg_(std::move(cfg)),
+      run_digest_(run_digest(cfg_.run)),
+      rng_(mix64(seed)),
+      members_(seed),
+      broadcasts_(seed) {
   validate(cfg_);
   if (!valid(self_)) throw std::invalid_argument("membership: own address empty or too long");
   if (self_.incarnation > kMaxIncarnation) throw std::invalid_argument("membership: incarnation above 2^62");
@@ -68,7 +77,7 @@ void Membership::join(const std::string& addr, Millis now) {
   if (std::find(join_addrs_.begin(), join_addrs_.end(), addr) == join_addrs_.end() &&
       join_addrs_.size() < kMaxJoinAddrs)
     join_addrs_.push_back(addr);
-  actions_.push_back(SendToAddr{addr, Hello{self_}});
+  actions_.push_back(SendToAddr{addr, Hello{self_, cfg_.run}});
   ++counters_.messages_out;
   next_join_ = now + cfg_.join_retry;
 }
@@ -139,13 +148,19 @@ void Membership::handle(const PeerId& from, const Hello& m, Millis now) {
   // Only a fresh process (or one back from a partition) says Hello: whatever link we
   // hold with it, its side is gone.
   if (links_.count(from)) close_link(from, false);
+  if (m.run != cfg_.run) {
+    ++counters_.other_run;
+    actions_.push_back(OtherRun{from, run_differences(cfg_.run, m.run), false});
+    return send(m.self, Refusal{cfg_.run});
+  }
   apply({m.self, PeerState::alive}, now, true, Origin::own);
   tell_if_gone(from);
-  send(m.self, Welcome{self_, sample(static_cast<size_t>(cfg_.welcome_size), &from)});
+  send(m.self, Welcome{self_, sample(static_cast<size_t>(cfg_.welcome_size), &from), cfg_.run});
 }
 
 void Membership::handle(const PeerId& from, const Welcome& m, Millis now) {
   if (m.self.id != from || !valid(m.self)) return ignore();
+  if (m.run != cfg_.run) return refused_by(from, m.run, now);  // its sample is of another run too
   apply({m.self, PeerState::alive}, now, false, Origin::own);
   merge_sample(from, m.sample, now);
   tell_if_gone(from);
@@ -153,12 +168,13 @@ void Membership::handle(const PeerId& from, const Welcome& m, Millis now) {
 }
 
 void Membership::handle(const PeerId& from, const Shuffle& m, Millis now) {
+  if (other_run(m.run_digest)) return;
   merge_sample(from, m.sample, now);  // Cyclon: the sender includes itself
   const Member* sender = live(from);
   if (m.reply || sender == nullptr) return;
   auto reply = sample(static_cast<size_t>(cfg_.shuffle_size) - 1, &from);
   reply.push_back(self_);
-  send(sender->info, Shuffle{std::move(reply), true});
+  send(sender->info, Shuffle{std::move(reply), true, run_digest_});
 }
 
 void Membership::merge_sample(const PeerId& from, const std::vector<PeerInfo>& sample, Millis now) {
@@ -182,13 +198,15 @@ void Membership::prefetch_members(size_t n, IdOf id_of) const {
 // -- failure detection -------------------------------------------------------------
 
 void Membership::handle(const PeerId& from, const Ping& m, Millis now) {
+  if (other_run(m.run_digest)) return;
   apply_all(from, m.updates, now);
   const Member* sender = members_.get(from);  // the sender's own claim above makes it known
   if (sender == nullptr) return ignore();
-  send(sender->info, Ack{m.seq, self_.id, piggyback(from)});
+  send(sender->info, Ack{m.seq, self_.id, piggyback(from), run_digest_});
 }
 
 void Membership::handle(const PeerId& from, const Ack& m, Millis now) {
+  if (other_run(m.run_digest)) return;
   apply_all(from, m.updates, now);
   if (m.seq == 0) return;
   if (probe_ && m.seq == probe_->seq && m.target == probe_->target &&
@@ -200,7 +218,7 @@ void Membership::handle(const PeerId& from, const Ack& m, Millis now) {
                             [&](const Relay& r) { return r.seq == m.seq && r.target == from; });
   if (relay == relays_.end()) return;
   if (const Member* requester = live(relay->requester))
-    send(requester->info, Ack{relay->their_seq, relay->target, piggyback(relay->requester)});
+    send(requester->info, Ack{relay->their_seq, relay->target, piggyback(relay->requester), run_digest_});
   relays_.erase(relay);
 }
 
@@ -218,7 +236,7 @@ void Membership::handle(const PeerId& from, const PingReq& m, Millis now) {
   }
   const uint64_t seq = next_seq_++;
   relays_.push_back({seq, m.seq, from, target, now + cfg_.probe_interval});
-  send(to, Ping{seq, piggyback(target)});
+  send(to, Ping{seq, piggyback(target), run_digest_});
 }
 
 void Membership::run_probe(Millis now) {
@@ -259,7 +277,7 @@ void Membership::run_probe(Millis now) {
     if (const Member* m = live(id)) {
       probe_ = Probe{id, next_seq_++, now, false, false};
       ++counters_.probes;
-      send(m->info, Ping{probe_->seq, piggyback(id)});
+      send(m->info, Ping{probe_->seq, piggyback(id), run_digest_});
       return;
     }
   }
@@ -400,7 +418,7 @@ void Membership::apply(const MemberUpdate& u, Millis now, bool spread, Origin or
   // the refutation straight back, instead of racing the suspicion timers by gossip.
   if (fact.state == PeerState::suspect && before != PeerState::suspect) {
     m.asked = now;
-    send(m.info, Ping{0, piggyback(fact.peer.id)});
+    send(m.info, Ping{0, piggyback(fact.peer.id), run_digest_});
   }
   if (gone(fact.state) && !gone(before)) {
     if (links_.count(fact.peer.id)) close_link(fact.peer.id, true);
@@ -420,12 +438,12 @@ void Membership::refute(uint64_t incarnation) {
 void Membership::ask(Member& m, Millis now) {
   if (now - cfg_.probe_timeout < m.asked) return;
   m.asked = now;
-  send(m.info, Ping{0, piggyback(m.info.id)});
+  send(m.info, Ping{0, piggyback(m.info.id), run_digest_});
 }
 
 void Membership::tell_if_gone(const PeerId& id) {
   const Member* m = members_.get(id);
-  if (m != nullptr && gone(m->state)) send(m->info, Ping{0, piggyback(id)});
+  if (m != nullptr && gone(m->state)) send(m->info, Ping{0, piggyback(id), run_digest_});
 }
 
 // Our own alive claim first (so a receiver that has not heard of us can answer),
@@ -446,11 +464,12 @@ std::vector<MemberUpdate> Membership::piggyback(const PeerId& to) {
 // -- membership timers ---------------------------------------------------------------
 
 void Membership::run_join(Millis now) {
-  if (join_addrs_.empty() || now < next_join_) return;
+  check_join_refused(now);
+  if (join_addrs_.empty() || join_failed_ || now < next_join_) return;
   // Retry until welcomed, and again whenever we have lost every live member.
   if (joined_ && live_count_ > 0) return;
   for (const std::string& addr : join_addrs_) {
-    actions_.push_back(SendToAddr{addr, Hello{self_}});
+    actions_.push_back(SendToAddr{addr, Hello{self_, cfg_.run}});
     ++counters_.messages_out;
   }
   next_join_ = now + cfg_.join_retry;
@@ -463,20 +482,21 @@ void Membership::run_sampling(Millis now) {
     if (!partner.empty()) {
       auto offer = sample(static_cast<size_t>(cfg_.shuffle_size) - 1, &partner[0].id);
       offer.push_back(self_);
-      send(partner[0], Shuffle{std::move(offer), false});
+      send(partner[0], Shuffle{std::move(offer), false, run_digest_});
     }
   }
   // Partition healing: a peer we declared dead may be alive behind a healed
   // partition; a Hello makes each side tell the other it is dead, both refute.
   if (now >= next_rejoin_) {
     next_rejoin_ = now + cfg_.rejoin_interval;
-    if (!dead_.empty()) send(members_.at(dead_[rng_.below(dead_.size())]).info, Hello{self_});
+    if (!dead_.empty()) send(members_.at(dead_[rng_.below(dead_.size())]).info, Hello{self_, cfg_.run});
   }
 }
 
 // -- neighbour links -----------------------------------------------------------------
 
 void Membership::handle(const PeerId& from, const LinkRequest& m, Millis now) {
+  if (other_run(m.run_digest)) return;
   const Member* member = members_.get(from);
   if (member == nullptr) return ignore();  // no address to answer to
   const PeerInfo peer = member->info;
@@ -545,6 +565,42 @@ void Membership::handle(const PeerId& from, const Bye& m, Millis now) {
 void Membership::handle(const PeerId&, const StateRequest&, Millis) { ignore(); }
 void Membership::handle(const PeerId&, const StateChunk&, Millis) { ignore(); }
 
+// -- peers of another run ------------------------------------------------------------
+
+void Membership::handle(const PeerId& from, const Refusal& m, Millis now) {
+  if (m.run == cfg_.run) return ignore();  // names no difference: not a refusal
+  refused_by(from, m.run, now);
+}
+
+bool Membership::other_run(uint64_t digest) {
+  if (digest == run_digest_) return false;
+  ++counters_.other_run;
+  ignore();
+  return true;
+}
+
+void Membership::refused_by(const PeerId& from, const RunIdentity& theirs, Millis now) {
+  ++counters_.other_run;
+  OtherRun report{from, run_differences(cfg_.run, theirs), true};
+  // Only a joiner gives up: a peer that was admitted once (or never asked anyone) keeps its swarm.
+  if (!joined_ && !join_failed_ && !join_addrs_.empty() && refusers_.size() < kMaxJoinAddrs) {
+    if (refusers_.empty()) {
+      first_refusal_ = now;
+      refusal_ = {from, report.differences};
+    }
+    refusers_.insert(from);
+  }
+  actions_.push_back(std::move(report));
+  check_join_refused(now);
+}
+
+void Membership::check_join_refused(Millis now) {
+  if (joined_ || join_failed_ || refusers_.empty()) return;
+  if (refusers_.size() < join_addrs_.size() && now < first_refusal_ + kRefusalGrace * cfg_.join_retry) return;
+  join_failed_ = true;
+  actions_.push_back(refusal_);
+}
+
 void Membership::run_links(Millis now) {
   for (auto it = pending_links_.begin(); it != pending_links_.end();) {
     if (now < it->second.deadline) {
@@ -580,7 +636,7 @@ void Membership::run_links(Millis now) {
   for (const Member* m : candidates) {
     const uint64_t epoch = rng_.next() | 1;  // random, so a restarted peer cannot reuse one
     pending_links_[m->info.id] = {epoch, now + cfg_.link_request_timeout};
-    send(m->info, LinkRequest{epoch, degree_with(1)});
+    send(m->info, LinkRequest{epoch, degree_with(1), run_digest_});
   }
 }
 

@@ -29,6 +29,10 @@ namespace murmur::gossip {
 using Millis = int64_t;  // the driver's monotonic clock; only differences matter
 
 struct MembershipConfig {
+  // This peer's run. A Hello of another run is refused (Refusal), and Shuffle, Ping, Ack and LinkRequest
+  // of another run are dropped, so no peer of another run enters the member table or links.
+  RunIdentity run;
+
   // Failure detection (SWIM). A crashed peer is suspected about one probe period
   // after someone probes it and declared dead suspicion_timeout later.
   Millis probe_interval = 500;  // one probe per period, round-robin over a shuffled member list
@@ -83,7 +87,21 @@ struct MemberEvent {
   PeerInfo peer;
   PeerState state = PeerState::alive;
 };
-using Action = std::variant<SendTo, SendToAddr, LinkUp, LinkDown, MemberEvent>;
+// A peer of another run: we refused its Hello, or (`refused_us`) it refused ours or welcomed us with
+// another identity. `differences` names every setting that differs, ours as "here" (run_differences).
+struct OtherRun {
+  PeerId peer{};
+  std::string differences;
+  bool refused_us = false;
+};
+// Joining failed: peers of another run refused this one and none admitted it, either every join
+// address refused or kRefusalGrace passed after the first refusal without a Welcome. Emitted once; the
+// driver should stop with an error naming `differences` (the first refusal's, as in OtherRun).
+struct JoinRefused {
+  PeerId by{};
+  std::string differences;
+};
+using Action = std::variant<SendTo, SendToAddr, LinkUp, LinkDown, MemberEvent, OtherRun, JoinRefused>;
 
 struct Neighbour {
   PeerInfo peer;
@@ -95,6 +113,7 @@ struct MembershipCounters {
   uint64_t messages_in = 0, messages_ignored = 0, messages_out = 0;
   uint64_t probes = 0, indirect_probes = 0, suspicions = 0, deaths = 0, refutations = 0;
   uint64_t links_opened = 0, links_closed = 0, link_rejects = 0;
+  uint64_t other_run = 0;  // Hellos refused and messages dropped for another run's identity or digest
 };
 
 class Membership {
@@ -138,6 +157,9 @@ class Membership {
   // Facts with a higher incarnation are dropped, and a peer stops refuting there. Far above
   // any wall-clock start (2^62 ms is 146 million years), far below what 64 bits hold.
   static constexpr uint64_t kMaxIncarnation = uint64_t{1} << 62;
+  // After a first refusal, how many join_retry periods a joiner waits for a Welcome before it gives up
+  // (JoinRefused): by then every join address had two more Hellos, and one of our run would have answered.
+  static constexpr int kRefusalGrace = 2;
 
  private:
   struct Member {
@@ -189,6 +211,14 @@ class Membership {
   void handle(const PeerId& from, const Bye& m, Millis now);
   void handle(const PeerId& from, const StateRequest& m, Millis now);
   void handle(const PeerId& from, const StateChunk& m, Millis now);
+  void handle(const PeerId& from, const Refusal& m, Millis now);
+
+  // Drops a message whose run digest is not ours (counted); true if it did.
+  bool other_run(uint64_t digest);
+  // `from`, of run `theirs`, refused us (or welcomed us with it): reported, and joining gives up once
+  // every join address refused or the grace after the first refusal ran out.
+  void refused_by(const PeerId& from, const RunIdentity& theirs, Millis now);
+  void check_join_refused(Millis now);
 
   // Who vouches for a fact: our own detector, the peer the fact is about (the
   // authenticated sender of the message), or a third party (hearsay).
@@ -243,6 +273,7 @@ class Membership {
 
   PeerInfo self_;
   MembershipConfig cfg_;
+  uint64_t run_digest_;  // of cfg_.run
   SplitMix64 rng_;
   MemberTable members_;
   std::vector<uint32_t> alive_, dead_;  // slots of members in those states, in no order
@@ -253,6 +284,11 @@ class Membership {
   BroadcastQueue broadcasts_;
   std::vector<std::string> join_addrs_;
   bool joined_ = false;
+  // Refusals before any Welcome: who refused (at most kMaxJoinAddrs), when first, and the first reason.
+  std::set<PeerId, IdLess> refusers_;
+  Millis first_refusal_ = 0;
+  JoinRefused refusal_;
+  bool join_failed_ = false;  // JoinRefused was emitted: no more Hellos to the join addresses
   bool leaving_ = false;
   Millis next_join_ = 0, next_probe_ = 0, next_shuffle_ = 0, next_rejoin_ = 0;
   std::vector<PeerId> probe_order_;

@@ -13,9 +13,13 @@
 #include <variant>
 #include <vector>
 
+#include "gossip/run_identity.h"
+
 namespace murmur::gossip {
 
-inline constexpr uint32_t kProtocolVersion = 2;  // 2: Delta.state_digest
+// 2: Delta.state_digest; 3: the run's identity in Hello/Welcome (and Refusal), its digest in Shuffle, Ping,
+// Ack and LinkRequest.
+inline constexpr uint32_t kProtocolVersion = 3;
 
 // BLAKE2b-256 of a public copy's fp32 bytes (a snapshot by digest).
 inline constexpr size_t kStateDigestBytes = 32;
@@ -49,20 +53,26 @@ struct MemberUpdate {
 
 // -- joining and peer sampling ------------------------------------------------
 // A newcomer sends Hello to any known address; the receiver answers Welcome with
-// a random sample of its view and spreads the newcomer as alive.
+// a random sample of its view and spreads the newcomer as alive, or, when the
+// newcomer's run differs, Refusal. `run` is the sender's RunIdentity; the messages
+// below that introduce a peer or open a link carry its digest, `run_digest`
+// (run_digest(run)), and a receiver of another run drops them.
 struct Hello {
   PeerInfo self;
+  RunIdentity run{};
   friend bool operator==(const Hello&, const Hello&) = default;
 };
 struct Welcome {
   PeerInfo self;
   std::vector<PeerInfo> sample;
+  RunIdentity run{};
   friend bool operator==(const Welcome&, const Welcome&) = default;
 };
 // Cyclon-style shuffle: exchange random samples of the partial views.
 struct Shuffle {
   std::vector<PeerInfo> sample;
   bool reply = false;
+  uint64_t run_digest = 0;
   friend bool operator==(const Shuffle&, const Shuffle&) = default;
 };
 
@@ -70,6 +80,7 @@ struct Shuffle {
 struct Ping {
   uint64_t seq = 0;
   std::vector<MemberUpdate> updates;
+  uint64_t run_digest = 0;
   friend bool operator==(const Ping&, const Ping&) = default;
 };
 // Ack answers a Ping (or, relayed, a PingReq): `target` is who was probed.
@@ -77,6 +88,7 @@ struct Ack {
   uint64_t seq = 0;
   PeerId target{};
   std::vector<MemberUpdate> updates;
+  uint64_t run_digest = 0;
   friend bool operator==(const Ack&, const Ack&) = default;
 };
 // Asks the receiver to probe `target` on the sender's behalf (indirect probe).
@@ -89,9 +101,11 @@ struct PingReq {
 // -- symmetric neighbour links --------------------------------------------------
 // A link exists when both sides agreed: LinkRequest -> LinkAccept. `degree` is the
 // sender's current number of links (for Metropolis-Hastings weights).
+// Only a LinkRequest carries the run's digest: an acceptor of another run drops it, so it never answers.
 struct LinkRequest {
   uint64_t link_epoch = 0;  // distinguishes successive links between the same pair
   uint32_t degree = 0;
+  uint64_t run_digest = 0;
   friend bool operator==(const LinkRequest&, const LinkRequest&) = default;
 };
 struct LinkAccept {
@@ -143,8 +157,15 @@ struct Bye {
   friend bool operator==(const Bye&, const Bye&) = default;
 };
 
+// The answer to a Hello of another run: the refuser's own identity, so the joiner can name every
+// setting that differs. The joiner is not admitted.
+struct Refusal {
+  RunIdentity run{};
+  friend bool operator==(const Refusal&, const Refusal&) = default;
+};
+
 using Message = std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRequest, LinkAccept, LinkReject,
-                             LinkClose, Payload, StateRequest, StateChunk, Bye>;
+                             LinkClose, Payload, StateRequest, StateChunk, Bye, Refusal>;
 
 // The training layer's message, carried as the reassembled bytes of Payloads on
 // a link (gossip/wire.h encodes it). `codec_payload` is a compress/ payload:

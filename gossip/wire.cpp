@@ -1,10 +1,12 @@
 #include "gossip/wire.h"
 
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <msgpack.hpp>
 #include <new>
 #include <stdexcept>
+#include <utility>
 #include <variant>
 
 namespace murmur::gossip::wire {
@@ -14,13 +16,14 @@ namespace g = murmur::gossip;
 namespace {
 
 constexpr size_t kTypes = std::variant_size_v<g::Message>;
-static_assert(kTypes == 14, "a new message needs its wire layout below and in docs/protocol.md");
+static_assert(kTypes == 15, "a new message needs its wire layout below and in docs/protocol.md");
 
-constexpr std::array<const char*, kTypes> kNames = {
-    "Hello",      "Welcome",    "Shuffle",   "Ping",    "Ack",          "PingReq",    "LinkRequest",
-    "LinkAccept", "LinkReject", "LinkClose", "Payload", "StateRequest", "StateChunk", "Bye"};
+constexpr std::array<const char*, kTypes> kNames = {"Hello",      "Welcome",   "Shuffle",     "Ping",
+                                                    "Ack",        "PingReq",   "LinkRequest", "LinkAccept",
+                                                    "LinkReject", "LinkClose", "Payload",     "StateRequest",
+                                                    "StateChunk", "Bye",       "Refusal"};
 // Envelope array length per type: version, type, then the fields.
-constexpr std::array<uint32_t, kTypes> kArrayLen = {3, 4, 4, 4, 5, 4, 4, 4, 3, 3, 7, 4, 7, 3};
+constexpr std::array<uint32_t, kTypes> kArrayLen = {4, 5, 5, 5, 6, 4, 5, 4, 3, 3, 7, 4, 7, 3, 3};
 constexpr uint32_t kDeltaArrayLen = 7, kRingSegmentArrayLen = 5, kResyncArrayLen = 3;
 
 // A PeerInfo is [id, addr, incarnation]; a MemberUpdate flattens its PeerInfo and
@@ -29,6 +32,8 @@ constexpr uint32_t kDeltaArrayLen = 7, kRingSegmentArrayLen = 5, kResyncArrayLen
 // frame of nested array headers can request.
 constexpr uint32_t kPeerLen = 3, kUpdateLen = 4;
 constexpr uint32_t kMaxDepth = 3;
+// A RunIdentity is one array of its fields in declaration order (depth 2 in its message).
+constexpr uint32_t kRunLen = 13;
 
 // ------------------------------------------------------------------ encoding
 
@@ -70,6 +75,17 @@ void put(Packer& p, const std::vector<T>& xs) {
   p.pack_array(uint32_t(xs.size()));
   for (const T& x : xs) put(p, x);
 }
+void put(Packer& p, const g::RunIdentity& r) {
+  p.pack_array(kRunLen);
+  for (uint32_t v : {r.n_layer, r.n_head, r.n_embd, r.n_ctx, r.vocab_size}) p.pack_uint32(v);
+  p.pack_uint64(r.seed);
+  p.pack_str(uint32_t(r.algo.size()));
+  p.pack_str_body(r.algo.data(), uint32_t(r.algo.size()));
+  for (uint64_t v : {r.inner_steps, r.warmup_steps, r.warmup_inner_steps}) p.pack_uint64(v);
+  p.pack_double(r.outer_lr);
+  p.pack_double(r.outer_momentum);
+  r.outer_after_mix ? p.pack_true() : p.pack_false();
+}
 void put(Packer& p, bool b) { b ? p.pack_true() : p.pack_false(); }
 void put(Packer& p, uint64_t v) { p.pack_uint64(v); }
 void put(Packer& p, uint32_t v) { p.pack_uint32(v); }
@@ -81,13 +97,13 @@ void put_all(Packer& p, const F&... f) {
   (put(p, f), ...);
 }
 
-void body(Packer& p, const g::Hello& m) { put_all(p, m.self); }
-void body(Packer& p, const g::Welcome& m) { put_all(p, m.self, m.sample); }
-void body(Packer& p, const g::Shuffle& m) { put_all(p, m.sample, m.reply); }
-void body(Packer& p, const g::Ping& m) { put_all(p, m.seq, m.updates); }
-void body(Packer& p, const g::Ack& m) { put_all(p, m.seq, m.target, m.updates); }
+void body(Packer& p, const g::Hello& m) { put_all(p, m.self, m.run); }
+void body(Packer& p, const g::Welcome& m) { put_all(p, m.self, m.sample, m.run); }
+void body(Packer& p, const g::Shuffle& m) { put_all(p, m.sample, m.reply, m.run_digest); }
+void body(Packer& p, const g::Ping& m) { put_all(p, m.seq, m.updates, m.run_digest); }
+void body(Packer& p, const g::Ack& m) { put_all(p, m.seq, m.target, m.updates, m.run_digest); }
 void body(Packer& p, const g::PingReq& m) { put_all(p, m.seq, m.target); }
-void body(Packer& p, const g::LinkRequest& m) { put_all(p, m.link_epoch, m.degree); }
+void body(Packer& p, const g::LinkRequest& m) { put_all(p, m.link_epoch, m.degree, m.run_digest); }
 void body(Packer& p, const g::LinkAccept& m) { put_all(p, m.link_epoch, m.degree); }
 void body(Packer& p, const g::LinkReject& m) { put_all(p, m.link_epoch); }
 void body(Packer& p, const g::LinkClose& m) { put_all(p, m.link_epoch); }
@@ -99,6 +115,7 @@ void body(Packer& p, const g::StateChunk& m) {
   put_all(p, m.transfer_id, m.total_size, m.offset, m.sha256, m.bytes);
 }
 void body(Packer& p, const g::Bye& m) { put_all(p, m.incarnation); }
+void body(Packer& p, const g::Refusal& m) { put_all(p, m.run); }
 
 // ------------------------------------------------------------------ decoding
 
@@ -126,6 +143,23 @@ class Fields {
     if (v > max)
       throw Reject{std::string(field) + ": " + std::to_string(v) + " exceeds " + std::to_string(max)};
     return uint32_t(v);
+  }
+  // A real number. msgpack-c packs a double without a fraction as an integer, so integers count too;
+  // within ±2^53, where every integer is exactly a double, and finite (NaN would differ from itself).
+  double real(const char* field) {
+    const msgpack::object& x = next(field);
+    double v = 0;
+    if (x.type == msgpack::type::POSITIVE_INTEGER) {
+      v = double(x.via.u64);
+    } else if (x.type == msgpack::type::NEGATIVE_INTEGER) {
+      v = double(x.via.i64);
+    } else if (x.type == msgpack::type::FLOAT32 || x.type == msgpack::type::FLOAT64) {
+      v = x.via.f64;
+    } else {
+      throw Reject{std::string(field) + ": not a number"};
+    }
+    if (!(std::abs(v) <= 0x1p53)) throw Reject{std::string(field) + ": not a finite number within 2^53"};
+    return v;
   }
   bool boolean(const char* field) {
     const msgpack::object& x = next(field);
@@ -183,6 +217,26 @@ g::PeerInfo read_peer(Fields& f) {
   read_peer_fields(pf, x);
   return x;
 }
+g::RunIdentity read_run(Fields& f) {
+  Fields rf(f.array("run", kRunLen, kRunLen), 0);
+  g::RunIdentity r;
+  const std::pair<const char*, uint32_t*> shape[] = {{"run.n_layer", &r.n_layer},
+                                                     {"run.n_head", &r.n_head},
+                                                     {"run.n_embd", &r.n_embd},
+                                                     {"run.n_ctx", &r.n_ctx},
+                                                     {"run.vocab_size", &r.vocab_size}};
+  for (const auto& [name, v] : shape) *v = rf.u32(name);
+  r.seed = rf.u64("run.seed");
+  r.algo = rf.str("run.algo", g::kMaxAlgoLen);
+  const std::pair<const char*, uint64_t*> schedule[] = {{"run.inner_steps", &r.inner_steps},
+                                                        {"run.warmup_steps", &r.warmup_steps},
+                                                        {"run.warmup_inner_steps", &r.warmup_inner_steps}};
+  for (const auto& [name, v] : schedule) *v = rf.u64(name);
+  r.outer_lr = rf.real("run.outer_lr");
+  r.outer_momentum = rf.real("run.outer_momentum");
+  r.outer_after_mix = rf.boolean("run.outer_after_mix");
+  return r;
+}
 std::vector<g::PeerInfo> read_peers(Fields& f) {
   const msgpack::object_array& a = f.array("sample", 0, g::kMaxPeersPerMessage);
   std::vector<g::PeerInfo> out(a.size);
@@ -227,23 +281,30 @@ std::vector<uint8_t> read_bytes(Fields& f, size_t max) {
   return {b.begin(), b.end()};
 }
 
-void read(Fields& f, g::Hello& m) { m.self = read_peer(f); }
+void read(Fields& f, g::Hello& m) {
+  m.self = read_peer(f);
+  m.run = read_run(f);
+}
 void read(Fields& f, g::Welcome& m) {
   m.self = read_peer(f);
   m.sample = read_peers(f);
+  m.run = read_run(f);
 }
 void read(Fields& f, g::Shuffle& m) {
   m.sample = read_peers(f);
   m.reply = f.boolean("reply");
+  m.run_digest = f.u64("run_digest");
 }
 void read(Fields& f, g::Ping& m) {
   m.seq = f.u64("seq");
   m.updates = read_updates(f);
+  m.run_digest = f.u64("run_digest");
 }
 void read(Fields& f, g::Ack& m) {
   m.seq = f.u64("seq");
   m.target = f.key("target");
   m.updates = read_updates(f);
+  m.run_digest = f.u64("run_digest");
 }
 void read(Fields& f, g::PingReq& m) {
   m.seq = f.u64("seq");
@@ -253,6 +314,7 @@ template <class Link>
 void read_link(Fields& f, Link& m) {
   m.link_epoch = f.u64("link_epoch");
   if constexpr (requires { m.degree; }) m.degree = f.u32("degree");
+  if constexpr (requires { m.run_digest; }) m.run_digest = f.u64("run_digest");
 }
 void read(Fields& f, g::LinkRequest& m) { read_link(f, m); }
 void read(Fields& f, g::LinkAccept& m) { read_link(f, m); }
@@ -274,6 +336,7 @@ void read(Fields& f, g::StateChunk& m) {
   }
 }
 void read(Fields& f, g::Bye& m) { m.incarnation = f.u64("incarnation"); }
+void read(Fields& f, g::Refusal& m) { m.run = read_run(f); }
 
 template <size_t I = 0>
 g::Message read_message(uint64_t type, Fields& f) {

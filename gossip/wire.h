@@ -20,7 +20,7 @@
 namespace murmur::gossip::wire {
 
 // Message type = the index of the alternative in gossip::Message (Hello = 0 ...
-// Bye = 13); the training layer's messages, carried inside Payloads, are Delta
+// Refusal = 14); the training layer's messages, carried inside Payloads, are Delta
 // (type 100), RingSegment (type 101) and ResyncRequest (type 102).
 inline constexpr uint32_t kDeltaType = 100, kRingSegmentType = 101, kResyncType = 102;
 // Envelope and fixed fields of a Payload or StateChunk frame beyond its bytes.

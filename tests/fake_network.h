@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <stdexcept>
 #include <string>
@@ -42,7 +43,7 @@ class FakeNetwork {
     nodes_.push_back(Node{});
     by_id_[info.id] = i;
     by_addr_[info.addr] = i;
-    start(i, info);
+    start(i, info, cfg_.membership);
     return i;
   }
   void join(size_t i, size_t via) {
@@ -50,11 +51,12 @@ class FakeNetwork {
     drain(i);
   }
   void crash(size_t i) { nodes_.at(i).up = false; }
-  // A fresh process with the same id and a higher incarnation, joining through `via`.
-  void restart(size_t i, size_t via) {
+  // A fresh process with the same id and a higher incarnation, joining through `via`; with `cfg`, started
+  // with that configuration instead of the network's (another run's, say).
+  void restart(size_t i, size_t via, const std::optional<MembershipConfig>& cfg = std::nullopt) {
     PeerInfo info = nodes_.at(i).m->self();
     info.incarnation += 1;
-    start(i, info);
+    start(i, info, cfg.value_or(cfg_.membership));
     join(i, via);
   }
   // Graceful: its farewell messages still arrive, then it is out of live_nodes().
@@ -130,10 +132,9 @@ class FakeNetwork {
     bool operator<(const Envelope& o) const { return at != o.at ? at > o.at : order > o.order; }
   };
 
-  void start(size_t i, const PeerInfo& info) {
+  void start(size_t i, const PeerInfo& info, const MembershipConfig& cfg) {
     Node& n = nodes_.at(i);
-    n.m = std::make_unique<Membership>(info, cfg_.membership,
-                                       mix64(cfg_.seed ^ (i + 1) ^ (n.generation << 32)));
+    n.m = std::make_unique<Membership>(info, cfg, mix64(cfg_.seed ^ (i + 1) ^ (n.generation << 32)));
     n.up = true;
     n.left = false;
     ++n.generation;

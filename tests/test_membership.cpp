@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <tuple>
@@ -13,6 +14,9 @@ using murmur::gossip::testing::FakeNetwork;
 using murmur::gossip::testing::FakeNetworkConfig;
 
 namespace {
+
+// The run digest of the default config's identity: messages built by hand carry it to be heard.
+const uint64_t kRun = run_digest(RunIdentity{});
 
 // Every live node sees exactly the other live nodes as members (alive or suspect).
 bool converged(FakeNetwork& net) {
@@ -343,32 +347,33 @@ TEST(Membership, SurvivesHostileMessageSequencesWithinBounds) {
     for (auto& u : v) u = {peer(), static_cast<PeerState>(rng.below(4))};
     return v;
   };
+  auto digest = [&] { return rng.below(8) == 0 ? rng.next() : kRun; };  // now and then of another run
   Millis now = 0;
   for (int i = 0; i < 20000; ++i) {
     const PeerId from = rng.below(8) == 0 ? m.self().id : peer().id;
     const uint64_t x = rng.below(8);
     Message msg;
-    switch (rng.below(12)) {
+    switch (rng.below(13)) {
       case 0:
-        msg = Hello{rng.below(2) ? PeerInfo{from, "tcp://x", x} : peer()};
+        msg = Hello{rng.below(2) ? PeerInfo{from, "tcp://x", x} : peer(), RunIdentity{.seed = x / 4}};
         break;
       case 1:
         msg = Welcome{rng.below(2) ? PeerInfo{from, "tcp://x", x} : peer(), peers()};
         break;
       case 2:
-        msg = Shuffle{peers(), rng.below(2) == 0};
+        msg = Shuffle{peers(), rng.below(2) == 0, digest()};
         break;
       case 3:
-        msg = Ping{x, updates()};
+        msg = Ping{x, updates(), digest()};
         break;
       case 4:
-        msg = Ack{x, peer().id, updates()};
+        msg = Ack{x, peer().id, updates(), digest()};
         break;
       case 5:
         msg = PingReq{x, peer()};
         break;
       case 6:
-        msg = LinkRequest{x, static_cast<uint32_t>(rng.next())};
+        msg = LinkRequest{x, static_cast<uint32_t>(rng.next()), digest()};
         break;
       case 7:
         msg = LinkAccept{x, 3};
@@ -381,6 +386,9 @@ TEST(Membership, SurvivesHostileMessageSequencesWithinBounds) {
         break;
       case 10:
         msg = Payload{x, 0, 0, 1, {}};
+        break;
+      case 11:
+        msg = Refusal{RunIdentity{.seed = x / 4}};
         break;
       default:
         msg = Bye{x};
@@ -447,7 +455,7 @@ struct Trio {
     x.take_actions();
   }
   void lie_to_a(const std::vector<MemberUpdate>& claims, Millis now) {
-    Ping p{0, {{liar, PeerState::alive}}};
+    Ping p{0, {{liar, PeerState::alive}}, kRun};
     for (const MemberUpdate& c : claims) p.updates.push_back(c);
     a.on_message(liar.id, p, now);
   }
@@ -540,16 +548,17 @@ TEST(MembershipHostile, ALegitimateRefutationStillSpreadsThroughRelays) {
   r.on_message(a.self().id, Welcome{a.self(), {}}, 0);
   for (Membership* m : {&a, &r, &x}) m->take_actions();
   // Both suspect x (their probes were lost); a's Ping to x is lost too, r's arrives.
-  a.on_message(r.self().id, Ping{0, {{r.self(), PeerState::alive}, {x.self(), PeerState::suspect}}}, 100);
+  a.on_message(r.self().id, Ping{0, {{r.self(), PeerState::alive}, {x.self(), PeerState::suspect}}, kRun},
+               100);
   ASSERT_EQ(a.state_of(x.self().id), PeerState::suspect);
   a.take_actions();
-  x.on_message(r.self().id, Ping{0, {{r.self(), PeerState::alive}, {at(x.self(), 20), PeerState::suspect}}},
-               110);
+  x.on_message(r.self().id,
+               Ping{0, {{r.self(), PeerState::alive}, {at(x.self(), 20), PeerState::suspect}}, kRun}, 110);
   ASSERT_EQ(x.self().incarnation, 21u);
   deliver(x, r, 120);
   ASSERT_EQ(r.state_of(x.self().id), PeerState::alive);
   // r spreads x's refutation; a takes it second-hand, as it is one above what x told a.
-  r.on_message(a.self().id, Ping{0, {{a.self(), PeerState::alive}}}, 500);  // r piggybacks on its Ack
+  r.on_message(a.self().id, Ping{0, {{a.self(), PeerState::alive}}, kRun}, 500);  // r piggybacks on its Ack
   deliver(r, a, 510);
   EXPECT_EQ(a.state_of(x.self().id), PeerState::alive);
   EXPECT_EQ(a.info_of(x.self().id)->incarnation, 21u);
@@ -560,14 +569,14 @@ TEST(MembershipHostile, ClaimsAboutSelfAboveItsIncarnationAreNotObeyed) {
   const uint64_t own = t.x.self().incarnation;
   for (uint64_t inc : {own + 2, own + 1000, Membership::kMaxIncarnation, kTop - 1, kTop})
     for (PeerState s : {PeerState::suspect, PeerState::dead, PeerState::left})
-      t.x.on_message(t.liar.id, Ping{0, {{t.liar, PeerState::alive}, {at(t.x.self(), inc), s}}}, 100);
+      t.x.on_message(t.liar.id, Ping{0, {{t.liar, PeerState::alive}, {at(t.x.self(), inc), s}}, kRun}, 100);
   EXPECT_EQ(t.x.self().incarnation, own);
   EXPECT_EQ(t.x.counters().refutations, 0u);
   // A claim about the current incarnation, or the one above (as far as hearsay lifts a peer), is
   // refuted.
-  t.x.on_message(t.liar.id, Ping{0, {{at(t.x.self(), own), PeerState::dead}}}, 200);
+  t.x.on_message(t.liar.id, Ping{0, {{at(t.x.self(), own), PeerState::dead}}, kRun}, 200);
   EXPECT_EQ(t.x.self().incarnation, own + 1);
-  t.x.on_message(t.liar.id, Ping{0, {{at(t.x.self(), own + 2), PeerState::suspect}}}, 300);
+  t.x.on_message(t.liar.id, Ping{0, {{at(t.x.self(), own + 2), PeerState::suspect}}, kRun}, 300);
   EXPECT_EQ(t.x.self().incarnation, own + 3);
 }
 
@@ -580,7 +589,7 @@ TEST(MembershipHostile, APeersOwnWordReplacesHearsayAboutIt) {
   t.lie_to_a({{at(y, Membership::kMaxIncarnation, "tcp://nowhere:1"), PeerState::alive}}, 200);
   EXPECT_EQ(t.a.info_of(y.id)->addr, "tcp://nowhere:1");
   // y speaks for itself: its incarnation and address win over the hearsay, although lower.
-  t.a.on_message(y.id, Ping{0, {{y, PeerState::alive}}}, 300);
+  t.a.on_message(y.id, Ping{0, {{y, PeerState::alive}}, kRun}, 300);
   EXPECT_EQ(t.a.info_of(y.id), y);
   EXPECT_EQ(t.a.state_of(y.id), PeerState::alive);
   // From now on hearsay moves it no more than any first-hand member.
@@ -609,7 +618,8 @@ TEST(MembershipHostile, ALiarInTheSwarmEvictsNobodyAndHidesNoDeath) {
                         {at(v, Membership::kMaxIncarnation), PeerState::dead},
                         {v, PeerState::dead},
                         {v, PeerState::suspect},
-                        {at(v, v.incarnation + 1, "sim://nowhere"), PeerState::alive}}});
+                        {at(v, v.incarnation + 1, "sim://nowhere"), PeerState::alive}},
+                       kRun});
     }
   };
   for (int i = 0; i < 300; ++i) {
@@ -646,5 +656,205 @@ TEST(Membership, RejectsBadConfig) {
   c.probe_timeout = c.probe_interval;
   EXPECT_THROW(validate(c), std::invalid_argument);
   EXPECT_THROW(Membership({PeerId{}, "", 0}, MembershipConfig{}, 1), std::invalid_argument);
+  c = {};
+  c.run.algo = std::string(kMaxAlgoLen + 1, 'a');  // others could not decode our Hello
+  EXPECT_THROW(validate(c), std::invalid_argument);
+  c = {};
+  c.run.outer_lr = std::nan("");
+  EXPECT_THROW(validate(c), std::invalid_argument);
   EXPECT_NO_THROW(validate(MembershipConfig{}));
+}
+
+// -- peers of another run ----------------------------------------------------------------------------
+
+namespace {
+
+RunIdentity small_run() { return {4, 4, 128, 64, 256, 1, "gossip", 50, 125, 16, 0.7, 0.9, true}; }
+
+MembershipConfig config_of(const RunIdentity& run) {
+  MembershipConfig c;
+  c.run = run;
+  return c;
+}
+
+template <class T>
+std::vector<T> actions_of(const std::vector<Action>& actions) {
+  std::vector<T> out;
+  for (const Action& a : actions)
+    if (auto* x = std::get_if<T>(&a)) out.push_back(*x);
+  return out;
+}
+
+}  // namespace
+
+TEST(MembershipRuns, AHelloOfAnotherRunIsRefusedNamingEveryDifferenceAndTheJoinerGivesUp) {
+  RunIdentity other = small_run();
+  other.n_layer = 2;
+  other.seed = 7;
+  Membership a({PeerId{1}, "tcp://a:1", 1}, config_of(small_run()), 1);
+  Membership b({PeerId{2}, "tcp://b:1", 1}, config_of(other), 2);
+  b.join("tcp://a:1", 0);
+  std::vector<Action> out = b.take_actions();
+  const auto hellos = actions_of<SendToAddr>(out);
+  ASSERT_EQ(hellos.size(), 1u);
+  a.on_message(b.self().id, hellos[0].msg, 10);
+  out = a.take_actions();
+  // a answers with its identity only: no Welcome, nobody admitted, nothing spread.
+  const auto sends = actions_of<SendTo>(out);
+  ASSERT_EQ(sends.size(), 1u);
+  EXPECT_EQ(sends[0].to, b.self());
+  ASSERT_TRUE(std::holds_alternative<Refusal>(sends[0].msg));
+  EXPECT_EQ(std::get<Refusal>(sends[0].msg).run, small_run());
+  const auto refused = actions_of<OtherRun>(out);
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_FALSE(refused[0].refused_us);
+  EXPECT_EQ(refused[0].peer, b.self().id);
+  EXPECT_EQ(refused[0].differences, "model n_layer: 4 here, 2 there; seed: 1 here, 7 there");
+  EXPECT_TRUE(actions_of<MemberEvent>(out).empty());
+  EXPECT_FALSE(a.state_of(b.self().id));
+  EXPECT_EQ(a.counters().other_run, 1u);
+  // b hears why, and with its only join address refused it gives up at once.
+  b.on_message(a.self().id, sends[0].msg, 20);
+  out = b.take_actions();
+  const auto told = actions_of<OtherRun>(out);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_TRUE(told[0].refused_us);
+  EXPECT_EQ(told[0].differences, "model n_layer: 2 here, 4 there; seed: 7 here, 1 there");
+  const auto failed = actions_of<JoinRefused>(out);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].by, a.self().id);
+  EXPECT_EQ(failed[0].differences, told[0].differences);
+  EXPECT_FALSE(b.joined());
+  EXPECT_TRUE(b.members().empty());
+  // No more Hellos, and the failure is reported once.
+  for (Millis t = 100; t < 10000; t += 100) b.tick(t);
+  out = b.take_actions();
+  EXPECT_TRUE(actions_of<SendToAddr>(out).empty());
+  EXPECT_TRUE(actions_of<JoinRefused>(out).empty());
+  // Every field that can differ is named.
+  const RunIdentity all{2, 2, 64, 32, 50257, 7, "diloco", 20, 0, 0, 1.0, 0.0, false};
+  EXPECT_EQ(run_differences(small_run(), all),
+            "model n_layer: 4 here, 2 there; model n_head: 4 here, 2 there; model n_embd: 128 here, 64 "
+            "there; model n_ctx: 64 here, 32 there; model vocab: 256 here, 50257 there; seed: 1 here, 7 "
+            "there; algo: gossip here, diloco there; inner steps: 50 here, 20 there; sync warm-up steps: 125 "
+            "here, 0 there; sync warm-up inner steps: 16 here, 0 there; outer lr: 0.7 here, 1 there; outer "
+            "momentum: 0.9 here, 0 there; outer step: after the mix here, before the mix there");
+  EXPECT_EQ(run_differences(small_run(), small_run()), "");
+}
+
+TEST(MembershipRuns, MessagesOfAnotherRunIntroduceNoPeerAndOpenNoLink) {
+  Membership a({PeerId{1}, "tcp://a:1", 1}, config_of(small_run()), 1);
+  const uint64_t ours = run_digest(small_run());
+  RunIdentity other_run = small_run();
+  other_run.outer_momentum = 0.8;
+  const uint64_t theirs = run_digest(other_run);
+  const PeerInfo stranger{PeerId{5}, "tcp://s:1", 3}, friend_{PeerId{6}, "tcp://f:1", 3};
+  a.on_message(stranger.id, Ping{1, {{stranger, PeerState::alive}}, theirs}, 0);
+  a.on_message(stranger.id, Ack{1, stranger.id, {{stranger, PeerState::alive}}, theirs}, 0);
+  a.on_message(stranger.id, Shuffle{{stranger}, false, theirs}, 0);
+  a.on_message(stranger.id, Welcome{stranger, {stranger}, other_run}, 0);
+  EXPECT_FALSE(a.state_of(stranger.id));
+  EXPECT_TRUE(actions_of<SendTo>(a.take_actions()).empty());
+  EXPECT_EQ(a.counters().other_run, 4u);
+  // A member's LinkRequest with another run's digest is dropped unanswered; with ours it is accepted.
+  a.on_message(friend_.id, Hello{friend_, small_run()}, 0);
+  a.take_actions();
+  a.on_message(friend_.id, LinkRequest{11, 1, theirs}, 10);
+  std::vector<Action> out = a.take_actions();
+  EXPECT_TRUE(actions_of<SendTo>(out).empty());
+  EXPECT_TRUE(a.links().empty());
+  a.on_message(friend_.id, LinkRequest{12, 1, ours}, 20);
+  out = a.take_actions();
+  ASSERT_EQ(a.links().size(), 1u);
+  EXPECT_EQ(a.links()[0].epoch, 12u);
+  // What a sends carries its digest.
+  for (Millis t = 0; t < 3000; t += 10) a.tick(t);
+  out = a.take_actions();
+  size_t stamped = 0;
+  for (const SendTo& s : actions_of<SendTo>(out)) {
+    std::visit(
+        [&](const auto& m) {
+          if constexpr (requires { m.run_digest; }) {
+            EXPECT_EQ(m.run_digest, ours);
+            ++stamped;
+          }
+        },
+        s.msg);
+  }
+  EXPECT_GT(stamped, 0u);
+}
+
+TEST(MembershipRuns, AJoinerGivesUpOnlyWhenNoJoinAddressAdmitsIt) {
+  RunIdentity other = small_run();
+  other.algo = "diloco";
+  const Millis retry = MembershipConfig{}.join_retry;
+  // Two join addresses, one refuses and the other is silent: the joiner waits kRefusalGrace retries.
+  Membership j({PeerId{3}, "tcp://j:1", 1}, config_of(small_run()), 3);
+  j.join("tcp://a:1", 0);
+  j.join("tcp://down:1", 0);
+  j.take_actions();
+  j.on_message(PeerId{1}, Refusal{other}, 100);
+  std::vector<Action> out = j.take_actions();
+  EXPECT_EQ(actions_of<OtherRun>(out).size(), 1u);
+  EXPECT_TRUE(actions_of<JoinRefused>(out).empty());
+  j.tick(100 + Membership::kRefusalGrace * retry - 1);
+  out = j.take_actions();
+  EXPECT_TRUE(actions_of<JoinRefused>(out).empty());
+  EXPECT_FALSE(actions_of<SendToAddr>(out).empty());  // still asking
+  j.tick(100 + Membership::kRefusalGrace * retry);
+  out = j.take_actions();
+  ASSERT_EQ(actions_of<JoinRefused>(out).size(), 1u);
+  EXPECT_EQ(actions_of<JoinRefused>(out)[0].differences, "algo: gossip here, diloco there");
+  // One address refuses, another of our run welcomes: joined, never given up.
+  Membership k({PeerId{4}, "tcp://k:1", 1}, config_of(small_run()), 4);
+  k.join("tcp://a:1", 0);
+  k.join("tcp://b:1", 0);
+  k.take_actions();
+  k.on_message(PeerId{1}, Refusal{other}, 100);
+  k.on_message(PeerId{2}, Welcome{{PeerId{2}, "tcp://b:1", 1}, {}, small_run()}, 150);
+  for (Millis t = 200; t < 10000; t += 100) k.tick(t);
+  out = k.take_actions();
+  EXPECT_TRUE(k.joined());
+  EXPECT_TRUE(actions_of<JoinRefused>(out).empty());
+  // A refusal that names no difference is no refusal; nor does one stop a peer that never joined anyone.
+  Membership first({PeerId{5}, "tcp://first:1", 1}, config_of(small_run()), 5);
+  first.on_message(PeerId{1}, Refusal{small_run()}, 0);
+  first.on_message(PeerId{1}, Refusal{other}, 0);
+  for (Millis t = 0; t < 5000; t += 100) first.tick(t);
+  out = first.take_actions();
+  EXPECT_EQ(actions_of<OtherRun>(out).size(), 1u);
+  EXPECT_TRUE(actions_of<JoinRefused>(out).empty());
+}
+
+TEST(MembershipRuns, APeerRestartedWithAnotherRunIsRefusedAndDeclaredDead) {
+  FakeNetworkConfig fc;
+  fc.membership.run = small_run();
+  FakeNetwork net(fc);
+  grow(net, 6);
+  ASSERT_TRUE(net.run_until([&] { return converged(net); }, 20000));
+  net.run_for(3000);  // links up
+  std::vector<size_t> gave_up;
+  net.on_action = [&](size_t at, const Action& a) {
+    if (std::holds_alternative<JoinRefused>(a)) gave_up.push_back(at);
+  };
+  // Node 3's key comes back with another seed, joining through node 0: refused, and since its new process
+  // answers nothing of the old run, the others declare its old self dead and drop their links to it.
+  MembershipConfig other = fc.membership;
+  other.run.seed = 99;
+  net.restart(3, 0, other);
+  auto dropped_by_the_others = [&] {
+    for (size_t i : net.live_nodes()) {
+      const auto s = net.node(i).state_of(net.id(3));
+      if (i != 3 && s && (*s == PeerState::alive || *s == PeerState::suspect)) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(net.run_until(dropped_by_the_others, 10000));
+  EXPECT_EQ(gave_up, std::vector<size_t>{3});
+  net.run_for(5000);  // the others' rejoin Hellos to its tombstone are refused too: it stays out
+  EXPECT_TRUE(dropped_by_the_others());
+  EXPECT_TRUE(net.node(3).members().empty());
+  EXPECT_TRUE(net.node(3).links().empty());
+  for (size_t i : net.live_nodes())
+    for (const Neighbour& l : net.node(i).links()) EXPECT_NE(l.peer.id, net.id(3));
 }

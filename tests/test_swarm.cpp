@@ -37,10 +37,7 @@ class ManualSwarm {
     fs::create_directories(out);
     std::ofstream allow(out / "allow.txt");
     for (int i = 0; i < n; ++i) {
-      const fs::path keys = out / ("keys-" + std::to_string(i));
-      EXPECT_EQ(run_command(murmur_cmd("keygen --out " + keys.string())).rc, 0);
-      std::ifstream f(keys / "peer.pub");
-      std::getline(f, pub_.emplace_back());
+      pub_.push_back(murmur::test::keygen(out / ("keys-" + std::to_string(i))));
       allow << pub_.back() << "\n";
       ports_.push_back(murmur::launch::free_tcp_port());
     }

@@ -1,13 +1,15 @@
 // Membership between real `murmur node` processes on loopback, over CURVE: eight peers join through a
 // seed and through chains of others, everyone learns everyone, two SIGKILLed peers are declared dead by
 // all the others, and a peer whose key is not on the allow-list is never admitted (and is counted on the
-// seed's /metrics).
+// seed's /metrics); a peer of another run (model, seed) is refused and exits naming the differences.
 #include <signal.h>
 
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "gossip/peer_id.h"
@@ -44,45 +46,61 @@ bool wait_until(Pred pred, std::chrono::seconds limit) {
   return pred();
 }
 
-TEST(SwarmMembership, EightPeersJoinDetectTwoCrashesAndRefuseAStranger) {
+// Peers of one run in a temporary directory: a small corpus, `keys` key pairs of which the first `allowed`
+// are on the allow-list, a port each.
+struct LocalRun {
   TempDir dir;
-  const fs::path out = dir.path();
-  {
-    std::ofstream t(out / "a.txt");
-    for (int i = 0; i < 400; ++i) t << "all the peers gossip about each other " << i % 5 << "\n";
-  }
-  ASSERT_EQ(run_command(murmur_cmd("data prepare --tokenizer byte --out " + (out / "data").string() +
-                                   " --input " + (out / "a.txt").string()))
-                .rc,
-            0);
-  constexpr int n = 8;
-  std::vector<std::string> pub(n + 1), name(n + 1);
-  std::ofstream allow(out / "allow.txt");
-  for (int i = 0; i <= n; ++i) {  // key n is the stranger's: not on the allow-list
-    const fs::path keys = out / ("keys-" + std::to_string(i));
-    ASSERT_EQ(run_command(murmur_cmd("keygen --out " + keys.string())).rc, 0);
-    std::ifstream f(keys / "peer.pub");
-    std::getline(f, pub[i]);
-    name[i] = murmur::gossip::short_name(*murmur::gossip::peer_id_from_z85(pub[i]));
-    if (i < n) allow << pub[i] << "\n";
-  }
-  allow.close();
+  fs::path out = dir.path();
+  std::vector<std::string> pub, name;
   std::vector<int> port;
-  for (int i = 0; i <= n; ++i) port.push_back(murmur::launch::free_tcp_port());
-  const int metrics_port = murmur::launch::free_tcp_port();  // the seed's /metrics
-  auto log_of = [&](int i) { return out / ("peer-" + std::to_string(i)) / "log.jsonl"; };
-  auto start = [&](int i, int via) {
+
+  LocalRun(int keys, int allowed) {
+    {
+      std::ofstream t(out / "a.txt");
+      for (int i = 0; i < 400; ++i) t << "all the peers gossip about each other " << i % 5 << "\n";
+    }
+    EXPECT_EQ(run_command(murmur_cmd("data prepare --tokenizer byte --out " + (out / "data").string() +
+                                     " --input " + (out / "a.txt").string()))
+                  .rc,
+              0);
+    std::ofstream allow(out / "allow.txt");
+    for (int i = 0; i < keys; ++i) {
+      pub.push_back(murmur::test::keygen(out / ("keys-" + std::to_string(i))));
+      name.push_back(murmur::gossip::short_name(*murmur::gossip::peer_id_from_z85(pub.back())));
+      if (i < allowed) allow << pub.back() << "\n";
+      port.push_back(murmur::launch::free_tcp_port());
+    }
+  }
+  fs::path log_of(int i) const { return out / ("peer-" + std::to_string(i)) / "log.jsonl"; }
+  fs::path output_of(int i) const { return out / ("node-" + std::to_string(i) + ".log"); }
+  // `murmur node` for peer i, joining through `via` (none if negative), with `extra` flags.
+  murmur::launch::Process start(int i, int via, std::vector<std::string> extra = {}) const {
     std::vector<std::string> argv = {
         murmur::test::murmur_bin(), "node", "--preset", "tiny", "--data", (out / "data").string(), "--algo",
         "local", "--keys", (out / ("keys-" + std::to_string(i))).string(), "--listen",
-        "tcp://127.0.0.1:" + std::to_string(port[i]), "--allow", (out / "allow.txt").string(), "--out",
-        (out / ("peer-" + std::to_string(i))).string(),
+        "tcp://127.0.0.1:" + std::to_string(port[size_t(i)]), "--allow", (out / "allow.txt").string(),
+        "--out", (out / ("peer-" + std::to_string(i))).string(),
         // Training only keeps the process busy: slow, long, no evaluations.
         "--batch", "2", "--context", "16", "--steps", "1000000", "--tokens-per-s-limit", "100",
         "--eval-every", "0", "--ckpt-every", "0"};
-    if (via >= 0) argv.insert(argv.end(), {"--join", pub[via] + "@127.0.0.1:" + std::to_string(port[via])});
-    if (i == 0) argv.insert(argv.end(), {"--metrics-port", std::to_string(metrics_port)});
-    return murmur::launch::Process::spawn(argv, out / ("node-" + std::to_string(i) + ".log"));
+    if (via >= 0)
+      argv.insert(argv.end(),
+                  {"--join", pub[size_t(via)] + "@127.0.0.1:" + std::to_string(port[size_t(via)])});
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return murmur::launch::Process::spawn(argv, output_of(i));
+  }
+};
+
+TEST(SwarmMembership, EightPeersJoinDetectTwoCrashesAndRefuseAStranger) {
+  constexpr int n = 8;
+  const LocalRun run(n + 1, n);  // key n is the stranger's: not on the allow-list
+  const std::vector<std::string>& name = run.name;
+  const int metrics_port = murmur::launch::free_tcp_port();  // the seed's /metrics
+  auto log_of = [&](int i) { return run.log_of(i); };
+  auto start = [&](int i, int via) {
+    return run.start(i, via,
+                     i == 0 ? std::vector<std::string>{"--metrics-port", std::to_string(metrics_port)}
+                            : std::vector<std::string>{});
   };
   // Peer 0 is the seed; 1-3 join through it; 4-7 through a chain (4 via 1, 5 via 4, 6 via 5, 7 via 6).
   std::vector<murmur::launch::Process> procs;
@@ -139,6 +157,44 @@ TEST(SwarmMembership, EightPeersJoinDetectTwoCrashesAndRefuseAStranger) {
   for (int i = 0; i < 6; ++i) procs[static_cast<size_t>(i)].signal(SIGTERM);
   stranger.signal(SIGTERM);
   for (int i = 0; i < 6; ++i) EXPECT_TRUE(procs[static_cast<size_t>(i)].wait_for(std::chrono::seconds(30)));
+}
+
+// A peer started with another model and seed asks a running peer to join: refused, it names both
+// differences and exits non-zero (no hang), and the running peer never lists it.
+TEST(SwarmMembership, APeerOfAnotherRunIsRefusedAndExitsNamingTheDifferences) {
+  const LocalRun run(2, 2);
+  murmur::launch::Process seed = run.start(0, -1);
+  murmur::launch::Process other = run.start(1, 0, {"--n-layer", "1", "--seed", "7"});
+  const std::optional<int> code = other.wait_for(std::chrono::seconds(60));
+  ASSERT_TRUE(code) << "the refused peer did not exit";
+  EXPECT_NE(*code, 0);
+  std::ifstream f(run.output_of(1));
+  std::stringstream output_stream;
+  output_stream << f.rdbuf();
+  const std::string output = output_stream.str();
+  const std::string differences = "model n_layer: 1 here, 2 there; seed: 7 here, 1337 there";
+  EXPECT_NE(output.find("error: no peer admitted this one: peer " + run.name[0] + " is of another run (" +
+                        differences + ")"),
+            std::string::npos)
+      << output;
+  // The running peer logged the refusal, from its side, and never admitted the other.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::ifstream l(run.log_of(0));
+        std::string line;
+        while (std::getline(l, line)) {
+          const json e = json::parse(line, nullptr, false);
+          if (e.is_object() && e.value("event", "") == "refused" && e.value("peer", "") == run.name[1] &&
+              e.value("differences", "") == "model n_layer: 2 here, 1 there; seed: 1337 here, 7 there")
+            return true;
+        }
+        return false;
+      },
+      std::chrono::seconds(10)));
+  EXPECT_EQ(member_states(run.log_of(0)).count(run.name[1]), 0u);
+  EXPECT_TRUE(seed.running());
+  seed.signal(SIGTERM);
+  EXPECT_TRUE(seed.wait_for(std::chrono::seconds(30)));
 }
 
 }  // namespace

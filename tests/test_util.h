@@ -1,4 +1,4 @@
-// Shared helpers for the tests: temporary directories, running commands, an HTTP GET, and
+// Shared helpers for the tests: temporary directories, running commands, an HTTP GET, peer keys, and
 // finding a Python interpreter that can import torch.
 #pragma once
 
@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace murmur::test {
@@ -75,6 +76,15 @@ inline std::string http_get(int port, const std::string& target) {
 inline std::string murmur_bin() { return MURMUR_BINARY; }
 inline std::string murmur_cmd(const std::string& args) { return murmur_bin() + " " + args; }
 inline std::string source_dir() { return MURMUR_SOURCE_DIR; }
+
+// `murmur keygen --out dir`: the new public key (Z85).
+inline std::string keygen(const std::filesystem::path& dir) {
+  EXPECT_EQ(run_command(murmur_cmd("keygen --out " + dir.string())).rc, 0);
+  std::ifstream f(dir / "peer.pub");
+  std::string pub;
+  std::getline(f, pub);
+  return pub;
+}
 
 // Debian's python3-torch is importable from /usr/bin/python3 only; MURMUR_PYTHON overrides.
 inline std::string torch_python() {

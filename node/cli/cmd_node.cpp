@@ -85,6 +85,7 @@ void run_node(const peer::PeerArgs& a) {
   no.membership.target_degree = a.degree;
   no.membership.max_degree = a.max_degree;
   no.membership.link_lifetime = gossip::Millis(a.link_lifetime_s * 1000);
+  no.membership.run = peer::run_identity(a);
   no.ring_payloads = a.algo == "allreduce" || a.algo == "diloco";
   // Per-peer series name the allow-list's peers only: in open mode every peer is "unknown".
   net::MetricsRegistry registry(tc.admission.allowed);

@@ -287,6 +287,26 @@ gossip::RoundConfig round_config(const PeerArgs& a) {
   return c;
 }
 
+gossip::RunIdentity run_identity(const PeerArgs& a) {
+  const ModelConfig m = a.model.config();
+  const gossip::RoundSchedule s = round_config(a).schedule;
+  gossip::RunIdentity r;
+  r.n_layer = uint32_t(m.n_layer);
+  r.n_head = uint32_t(m.n_head);
+  r.n_embd = uint32_t(m.n_embd);
+  r.n_ctx = uint32_t(m.n_ctx);
+  r.vocab_size = uint32_t(m.vocab_size);
+  r.seed = a.train.seed;
+  r.algo = a.algo;
+  r.inner_steps = uint64_t(s.inner_steps);
+  r.warmup_steps = uint64_t(s.warmup_steps);
+  r.warmup_inner_steps = s.warmup_steps > 0 ? uint64_t(s.warmup_inner_steps) : 0;
+  r.outer_lr = a.outer_lr;
+  r.outer_momentum = a.outer_momentum;
+  r.outer_after_mix = a.outer_after_mix;
+  return r;
+}
+
 std::optional<gossip::AttackConfig> attack_config(const PeerArgs& a) {
   if (a.byzantine.empty()) return std::nullopt;
   return gossip::AttackConfig{gossip::parse_attack(a.byzantine), a.attack_scale};

@@ -13,6 +13,7 @@
 
 #include "gossip/byzantine.h"
 #include "gossip/round_driver.h"
+#include "gossip/run_identity.h"
 #include "node/run/options.h"
 
 namespace murmur::peer {
@@ -86,6 +87,8 @@ void validate_peer_args(const PeerArgs& a);
 // The gossip round's settings (consensus, guard, outer step, wait) from the flags: one place for the
 // peer, the simulator and the lab. Throws std::invalid_argument naming a bad value.
 gossip::RoundConfig round_config(const PeerArgs& a);
+// The settings every peer of the run must share (gossip/run_identity.h), from the flags.
+gossip::RunIdentity run_identity(const PeerArgs& a);
 // The attack of a Byzantine peer (--byzantine), if any.
 std::optional<gossip::AttackConfig> attack_config(const PeerArgs& a);
 

@@ -10,6 +10,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -114,11 +115,24 @@ class PeerMailbox {
     std::lock_guard lock(mu_);
     return stopping_;
   }
-  // Waits until `pred(view)` holds or the deadline passes; returns whether it holds.
+  // The network side cannot go on (no peer admitted this one): training stops with this error.
+  void fail(std::string why) {
+    {
+      std::lock_guard lock(mu_);
+      failure_ = std::move(why);
+    }
+    cv_.notify_all();
+  }
+  std::optional<std::string> failure() const {
+    std::lock_guard lock(mu_);
+    return failure_;
+  }
+  // Waits until `pred(view)` holds, the deadline passes or the network side fails; returns whether it holds.
   template <class Pred>
   bool wait_view(Pred pred, std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(mu_);
-    return cv_.wait_until(lock, deadline, [&] { return stopping_ || pred(view_); }) && !stopping_;
+    return cv_.wait_until(lock, deadline, [&] { return stopping_ || failure_ || pred(view_); }) &&
+           !stopping_ && !failure_;
   }
 
  private:
@@ -130,6 +144,7 @@ class PeerMailbox {
   size_t out_bytes_ = 0;
   NetView view_;
   bool stopping_ = false;
+  std::optional<std::string> failure_;
 };
 
 }  // namespace murmur::peer

@@ -90,6 +90,22 @@ void NetLoop::carry_out(Millis now) {
       if (log_)
         log_->write(
             {{"event", "link_down"}, {"peer", gossip::short_name(down->peer)}, {"epoch", down->epoch}});
+    } else if (auto* o = std::get_if<gossip::OtherRun>(&action)) {
+      const std::string who = gossip::short_name(o->peer);
+      // On stderr when it is about this peer: a joiner that no peer admits stops with it (JoinRefused).
+      if (o->refused_us)
+        std::fprintf(stderr, "peer %s refused this peer, its run differs: %s\n", who.c_str(),
+                     o->differences.c_str());
+      else
+        std::printf("refused peer %s, its run differs: %s\n", who.c_str(), o->differences.c_str());
+      std::fflush(stdout);
+      if (log_)
+        log_->write({{"event", o->refused_us ? "refused_by" : "refused"},
+                     {"peer", who},
+                     {"differences", o->differences}});
+    } else if (auto* j = std::get_if<gossip::JoinRefused>(&action)) {
+      mailbox_.fail("no peer admitted this one: peer " + gossip::short_name(j->by) + " is of another run (" +
+                    j->differences + "); every peer of a run needs the same settings");
     } else if (auto* m = std::get_if<gossip::MemberEvent>(&action)) {
       if (m->state == gossip::PeerState::dead || m->state == gossip::PeerState::left) {
         transport_.forget(m->peer.id);

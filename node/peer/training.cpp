@@ -92,6 +92,10 @@ class PeerTraining {
     return o;
   }
   uint64_t round() const { return driver_ ? driver_->round() : round_; }
+  // Throws the network side's failure (peers of another run refused this one): nothing to save.
+  void check_admitted() const {
+    if (auto why = mailbox_.failure()) throw std::runtime_error(*why);
+  }
 
   void initialise();
   void restore_algorithm_state(const CheckpointData& ck);
@@ -212,7 +216,8 @@ void PeerTraining::log_steps(const StepStats& s) {
 }
 
 void PeerTraining::inner_steps(int64_t count) {
-  for (int64_t i = 0; i < count && trainer_.steps_done() < a_.train.steps && !run::interrupted() && !adopted_;
+  for (int64_t i = 0; i < count && trainer_.steps_done() < a_.train.steps && !run::interrupted() &&
+                      !adopted_ && !mailbox_.failure();
        ++i) {
     const StepStats s = trainer_.step();
     step_seconds_ = s.seconds;
@@ -322,8 +327,9 @@ void PeerTraining::wait_for_state() {
   std::printf("waiting for a neighbour's state...\n");
   std::fflush(stdout);
   const auto deadline = Clock::now() + std::chrono::seconds(30);
-  while (driver_->fresh() && Clock::now() < deadline && !run::interrupted())
+  while (driver_->fresh() && Clock::now() < deadline && !run::interrupted() && !mailbox_.failure())
     drain_events(Clock::now() + std::chrono::milliseconds(50));
+  check_admitted();
   // A running swarm's snapshot may still come during the first round: it restarts the round.
   if (driver_->fresh()) std::printf("no neighbour's state within 30 s: starting from the initialisation\n");
   adopted_ = false;
@@ -373,9 +379,11 @@ void PeerTraining::wait_for_ring() {
   std::fflush(stdout);
   if (!mailbox_.wait_view(
           [&](const NetView& v) { return static_cast<int>(v.members.size()) + 1 >= a_.expect_peers; },
-          deadline))
+          deadline)) {
+    check_admitted();
     throw std::runtime_error("only " + std::to_string(mailbox_.view().members.size() + 1) + " of " +
                              std::to_string(a_.expect_peers) + " peers appeared within 120 s");
+  }
   const NetView v = mailbox_.view();
   ring_ = v.members;
   ring_.push_back(v.self);
@@ -501,6 +509,7 @@ json PeerTraining::run() {
   std::string status = "finished";
   double final_val = NAN;
   while (trainer_.steps_done() < a_.train.steps) {
+    check_admitted();
     if (std::string why = stop_.reason(); !why.empty()) {
       status = why;
       break;
