@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 namespace murmur::gossip {
@@ -13,7 +14,8 @@ namespace {
 int rank(PeerState s) { return static_cast<int>(s); }  // alive < suspect < dead < left
 bool gone(PeerState s) { return s == PeerState::dead || s == PeerState::left; }
 
-bool valid(const PeerInfo& p) { return !p.addr.empty() && p.addr.size() <= kMaxAddrLen; }
+// An empty address is valid: an outbound-only peer's (reached over the connections it opened).
+bool valid(const PeerInfo& p) { return p.addr.size() <= kMaxAddrLen; }
 
 // At most the first kMaxPeersPerMessage entries of a list from the network count.
 template <class T>
@@ -46,6 +48,8 @@ void validate(const MembershipConfig& c) {
   require(c.max_relays >= 1, "max_relays must be >= 1");
   require(c.target_degree >= 1 && c.target_degree < c.max_degree,
           "need 1 <= target_degree < max_degree (re-sampling opens a link before closing one)");
+  require(c.dial_check_timeout > 0 && c.dial_back_interval > 0,
+          "dial_check_timeout and dial_back_interval must be > 0");
   require(c.link_lifetime > 0 && c.link_request_timeout > 0,
           "link_lifetime and link_request_timeout must be > 0");
   // What the wire can carry (gossip/wire.cpp decodes no more).
@@ -62,7 +66,10 @@ Membership::Membership(PeerInfo self, MembershipConfig cfg, uint64_t seed)
       members_(seed),
       broadcasts_(seed) {
   validate(cfg_);
-  if (!valid(self_)) throw std::invalid_argument("membership: own address empty or too long");
+  if (!valid(self_) || (cfg_.reach != MembershipConfig::Reach::outbound && self_.addr.empty()))
+    throw std::invalid_argument("membership: own address empty or too long");
+  if (cfg_.reach != MembershipConfig::Reach::assumed) candidate_ = std::exchange(self_.addr, {});
+  if (cfg_.reach == MembershipConfig::Reach::outbound) candidate_.clear();
   if (self_.incarnation > kMaxIncarnation) throw std::invalid_argument("membership: incarnation above 2^62");
   // Spread the peers' timers so they do not probe and shuffle in lockstep.
   next_probe_ = static_cast<Millis>(rng_.below(static_cast<uint64_t>(cfg_.probe_interval)));
@@ -77,20 +84,28 @@ void Membership::join(const std::string& addr, Millis now) {
   if (std::find(join_addrs_.begin(), join_addrs_.end(), addr) == join_addrs_.end() &&
       join_addrs_.size() < kMaxJoinAddrs)
     join_addrs_.push_back(addr);
-  actions_.push_back(SendToAddr{addr, Hello{self_, cfg_.run}});
+  actions_.push_back(SendToAddr{addr, hello()});
   ++counters_.messages_out;
   next_join_ = now + cfg_.join_retry;
 }
 
-void Membership::on_message(const PeerId& from, const Message& m, Millis now) {
+Hello Membership::hello() const { return Hello{self_, cfg_.run, self_.addr.empty() ? candidate_ : ""}; }
+
+void Membership::on_message(const PeerId& from, const Message& m, Millis now, const std::string& observed) {
   ++counters_.messages_in;
   if (leaving_ || from == self_.id) return ignore();
-  std::visit([&](const auto& msg) { handle(from, msg, now); }, m);
+  if (const auto* hello = std::get_if<Hello>(&m)) return handle(from, *hello, now, observed);
+  std::visit(
+      [&](const auto& msg) {
+        if constexpr (!std::is_same_v<std::decay_t<decltype(msg)>, Hello>) handle(from, msg, now);
+      },
+      m);
 }
 
 void Membership::tick(Millis now) {
   if (leaving_) return;
   run_join(now);
+  run_reachability(now);
   run_probe(now);
   run_suspicions(now);
   run_sampling(now);
@@ -143,7 +158,7 @@ std::vector<Neighbour> Membership::links() const {
 
 // -- joining and sampling --------------------------------------------------------
 
-void Membership::handle(const PeerId& from, const Hello& m, Millis now) {
+void Membership::handle(const PeerId& from, const Hello& m, Millis now, const std::string& observed) {
   if (m.self.id != from || !valid(m.self)) return ignore();
   // Only a fresh process (or one back from a partition) says Hello: whatever link we
   // hold with it, its side is gone.
@@ -155,7 +170,41 @@ void Membership::handle(const PeerId& from, const Hello& m, Millis now) {
   }
   apply({m.self, PeerState::alive}, now, true, Origin::own);
   tell_if_gone(from);
-  send(m.self, Welcome{self_, sample(static_cast<size_t>(cfg_.welcome_size), &from), cfg_.run});
+  send(m.self, Welcome{self_, sample(static_cast<size_t>(cfg_.welcome_size), &from), cfg_.run,
+                       observed.substr(0, kMaxAddrLen)});
+  // Dialled on a connection of its own: the Welcome above goes back the way the Hello came.
+  if (!m.dial_back.empty() && may_dial_back(from, now)) {
+    actions_.push_back(DialBack{{from, m.dial_back, m.self.incarnation}, Reachable{m.dial_back}});
+    ++counters_.dial_backs;
+  }
+}
+
+bool Membership::may_dial_back(const PeerId& id, Millis now) {
+  const auto it = dialed_.find(id);
+  if (it != dialed_.end() && now - it->second < cfg_.dial_back_interval) return false;
+  if (it == dialed_.end() && dialed_.size() >= cfg_.max_members) {
+    std::erase_if(dialed_, [&](const auto& e) { return now - e.second >= cfg_.dial_back_interval; });
+    if (dialed_.size() >= cfg_.max_members) return false;
+  }
+  dialed_[id] = now;
+  return true;
+}
+
+// Someone reached our candidate address: advertise it, at a new incarnation so that our word replaces the
+// empty address everywhere. Anyone admitted may claim so: a liar only makes us advertise an address that
+// fails, which its own misbehaviour costs us anyway (docs/membership.md).
+void Membership::handle(const PeerId& from, const Reachable& m, Millis) {
+  if (!self_.addr.empty() || candidate_.empty() || m.addr != candidate_) return ignore();
+  self_.addr = candidate_;
+  if (self_.incarnation < kMaxIncarnation) ++self_.incarnation;
+  reach_deadline_ = std::numeric_limits<Millis>::max();
+  actions_.push_back(Reachability{true, self_.addr, observed_, from});
+}
+
+void Membership::run_reachability(Millis now) {
+  if (now < reach_deadline_) return;
+  reach_deadline_ = std::numeric_limits<Millis>::max();
+  if (self_.addr.empty()) actions_.push_back(Reachability{false, candidate_, observed_, {}});
 }
 
 void Membership::handle(const PeerId& from, const Welcome& m, Millis now) {
@@ -165,6 +214,12 @@ void Membership::handle(const PeerId& from, const Welcome& m, Millis now) {
   merge_sample(from, m.sample, now);
   tell_if_gone(from);
   joined_ = true;
+  // Not dialable yet: give the welcomer's dial-back time to arrive (at once when there is none to wait for).
+  if (self_.addr.empty()) {
+    if (!m.observed.empty()) observed_ = m.observed;
+    if (reach_deadline_ == std::numeric_limits<Millis>::max())
+      reach_deadline_ = candidate_.empty() ? now : now + cfg_.dial_check_timeout;
+  }
 }
 
 void Membership::handle(const PeerId& from, const Shuffle& m, Millis now) {
@@ -231,7 +286,7 @@ void Membership::handle(const PeerId& from, const PingReq& m, Millis now) {
   if (const Member* known = members_.get(target)) {
     if (gone(known->state)) return ignore();
     to = known->info;
-  } else if (!valid(to)) {
+  } else if (to.addr.empty() || !valid(to)) {
     return ignore();
   }
   const uint64_t seq = next_seq_++;
@@ -249,6 +304,7 @@ void Membership::run_probe(Millis now) {
     if (timed_out && target) {
       probe_->indirect = true;
       for (const PeerInfo& helper : sample(static_cast<size_t>(cfg_.indirect_probes), &probe_->target)) {
+        if (const Member* h = members_.get(helper.id); h == nullptr || !reachable(*h)) continue;
         send(helper, PingReq{probe_->seq, target->info});
         ++counters_.indirect_probes;
       }
@@ -274,7 +330,7 @@ void Membership::run_probe(Millis now) {
       if (probe_order_.empty()) return;
     }
     const PeerId id = probe_order_[probe_pos_++];
-    if (const Member* m = live(id)) {
+    if (const Member* m = live(id); m != nullptr && reachable(*m)) {
       probe_ = Probe{id, next_seq_++, now, false, false};
       ++counters_.probes;
       send(m->info, Ping{probe_->seq, piggyback(id), run_digest_});
@@ -376,7 +432,10 @@ void Membership::apply(const MemberUpdate& u, Millis now, bool spread, Origin or
           if (u.peer.incarnation > m.info.incarnation) ask(m, now);
           return;
         }
-        fact.peer.addr = m.info.addr;
+        // Except to give an address to a peer we know none for (an outbound-only peer that a dial-back
+        // found dialable, whose own word may never reach us): a false one fails the CURVE handshake,
+        // which checks the peer's key, and the peer's own word replaces it.
+        if (!m.info.addr.empty()) fact.peer.addr = m.info.addr;
       } else {
         // A suspicion, death or leave claim: our own suspicion at the incarnation we hold, which the
         // peer can refute.
@@ -469,7 +528,7 @@ void Membership::run_join(Millis now) {
   // Retry until welcomed, and again whenever we have lost every live member.
   if (joined_ && live_count_ > 0) return;
   for (const std::string& addr : join_addrs_) {
-    actions_.push_back(SendToAddr{addr, Hello{self_, cfg_.run}});
+    actions_.push_back(SendToAddr{addr, hello()});
     ++counters_.messages_out;
   }
   next_join_ = now + cfg_.join_retry;
@@ -479,7 +538,8 @@ void Membership::run_sampling(Millis now) {
   if (now >= next_shuffle_) {
     next_shuffle_ = now + cfg_.shuffle_interval;
     auto partner = sample(1, nullptr);
-    if (!partner.empty()) {
+    const Member* p = partner.empty() ? nullptr : members_.get(partner[0].id);
+    if (p != nullptr && reachable(*p)) {
       auto offer = sample(static_cast<size_t>(cfg_.shuffle_size) - 1, &partner[0].id);
       offer.push_back(self_);
       send(partner[0], Shuffle{std::move(offer), false, run_digest_});
@@ -489,7 +549,7 @@ void Membership::run_sampling(Millis now) {
   // partition; a Hello makes each side tell the other it is dead, both refute.
   if (now >= next_rejoin_) {
     next_rejoin_ = now + cfg_.rejoin_interval;
-    if (!dead_.empty()) send(members_.at(dead_[rng_.below(dead_.size())]).info, Hello{self_, cfg_.run});
+    if (!dead_.empty()) send(members_.at(dead_[rng_.below(dead_.size())]).info, hello());
   }
 }
 
@@ -629,7 +689,9 @@ void Membership::run_links(Millis now) {
   const size_t need = want - links_.size() - pending_links_.size();
   for (size_t tries = 0; tries < 4 * need + 8 && candidates.size() < need && !alive_.empty(); ++tries) {
     const Member* m = &members_.at(alive_[rng_.below(alive_.size())]);
-    if (!links_.count(m->info.id) && !pending_links_.count(m->info.id) && !distrusted_.count(m->info.id) &&
+    // Only peers others can dial: an outbound-only peer opens its links itself.
+    if (!m->info.addr.empty() && !links_.count(m->info.id) && !pending_links_.count(m->info.id) &&
+        !distrusted_.count(m->info.id) &&
         std::find(candidates.begin(), candidates.end(), m) == candidates.end())
       candidates.push_back(m);
   }

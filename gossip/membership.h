@@ -52,6 +52,18 @@ struct MembershipConfig {
   Millis rejoin_interval = 3000;  // Hello to a random dead peer's address (partition healing)
   size_t max_relays = 64;         // pending indirect probes run for others
 
+  // Reachability (docs/membership.md, "Reachability"): can others dial this peer's address?
+  //   assumed:  yes (a peer on a public host, the first seed, tests);
+  //   check:    the address is only a candidate: this peer advertises none (outbound-only) until a peer
+  //             it joins through dials it there (Hello.dial_back, answered with Reachable);
+  //   outbound: never advertise one (behind NAT, by the user's word).
+  // Outbound-only peers are reached only over the connections they opened: others do not open links to
+  // them or probe them unless they have heard from them directly.
+  enum class Reach : uint8_t { assumed, check, outbound };
+  Reach reach = Reach::assumed;
+  Millis dial_check_timeout = 5000;   // after a Welcome: no Reachable by then, this peer is outbound-only
+  Millis dial_back_interval = 10000;  // the most often one joiner is dialled back (its Hellos repeat)
+
   // Neighbour links.
   int target_degree = 3;
   int max_degree = 6;
@@ -70,6 +82,20 @@ struct SendTo {  // to a known peer (its id authenticates the connection)
 struct SendToAddr {  // to a join address whose peer id is not known yet
   std::string addr;
   Message msg;
+};
+// `msg` on a connection of its own, dialled to `to.addr`, never over the peer's usual path: the dial-back
+// of a joiner (a Reachable), which proves the address only if that connection is what carries it.
+struct DialBack {
+  PeerInfo to;
+  Message msg;
+};
+// What this peer learned of its own reachability: `dialable` at `addr` (peer `by` dialled it there), or
+// not (`addr` the candidate that nobody dialled within dial_check_timeout of a Welcome, or empty when
+// outbound-only by configuration). `observed`: this peer's address as the welcomer saw it.
+struct Reachability {
+  bool dialable = false;
+  std::string addr, observed;
+  PeerId by{};
 };
 // A neighbour link both sides agreed on. `their_degree` is the peer's link count
 // with this link included, as it announced in the handshake.
@@ -101,7 +127,8 @@ struct JoinRefused {
   PeerId by{};
   std::string differences;
 };
-using Action = std::variant<SendTo, SendToAddr, LinkUp, LinkDown, MemberEvent, OtherRun, JoinRefused>;
+using Action = std::variant<SendTo, SendToAddr, DialBack, LinkUp, LinkDown, MemberEvent, OtherRun,
+                            JoinRefused, Reachability>;
 
 struct Neighbour {
   PeerInfo peer;
@@ -113,11 +140,14 @@ struct MembershipCounters {
   uint64_t messages_in = 0, messages_ignored = 0, messages_out = 0;
   uint64_t probes = 0, indirect_probes = 0, suspicions = 0, deaths = 0, refutations = 0;
   uint64_t links_opened = 0, links_closed = 0, link_rejects = 0;
-  uint64_t other_run = 0;  // Hellos refused and messages dropped for another run's identity or digest
+  uint64_t other_run = 0;   // Hellos refused and messages dropped for another run's identity or digest
+  uint64_t dial_backs = 0;  // joiners dialled back
 };
 
 class Membership {
  public:
+  // `self.addr` is where this peer listens (empty: nowhere others can dial, with Reach::outbound);
+  // cfg.reach says whether it is advertised at once, after a dial-back, or never.
   // `self.incarnation` must exceed any this peer used before, refutations included
   // (a restart passes a higher one, e.g. from the wall clock), so the swarm
   // re-admits it; it must not exceed kMaxIncarnation. `seed` drives every random
@@ -128,10 +158,11 @@ class Membership {
   // the addresses are kept (at most kMaxJoinAddrs) and retried whenever this
   // peer finds itself without live members.
   void join(const std::string& addr, Millis now);
-  // `from` is the sender as authenticated by the transport. Payload traffic may
+  // `from` is the sender as authenticated by the transport; `observed`, the address its connection came
+  // from as the transport saw it (answered in Welcome.observed), if known. Payload traffic may
   // be passed too: a Payload on a link epoch that is not up is answered with
   // LinkClose, so the other side drops a link this peer forgot (restart).
-  void on_message(const PeerId& from, const Message& m, Millis now);
+  void on_message(const PeerId& from, const Message& m, Millis now, const std::string& observed = {});
   // Runs the timers; call it at least every probe_interval / 5.
   void tick(Millis now);
   // The training layer cut `id` for misbehaving (RoundDriver's Distrusted): close our link to it and
@@ -197,7 +228,7 @@ class Membership {
     Millis deadline = 0;
   };
 
-  void handle(const PeerId& from, const Hello& m, Millis now);
+  void handle(const PeerId& from, const Hello& m, Millis now, const std::string& observed);
   void handle(const PeerId& from, const Welcome& m, Millis now);
   void handle(const PeerId& from, const Shuffle& m, Millis now);
   void handle(const PeerId& from, const Ping& m, Millis now);
@@ -212,6 +243,14 @@ class Membership {
   void handle(const PeerId& from, const StateRequest& m, Millis now);
   void handle(const PeerId& from, const StateChunk& m, Millis now);
   void handle(const PeerId& from, const Refusal& m, Millis now);
+  void handle(const PeerId& from, const Reachable& m, Millis now);
+
+  Hello hello() const;  // names the candidate address to dial back while none is advertised
+  // At most once per dial_back_interval per joiner, and for at most max_members joiners at a time.
+  bool may_dial_back(const PeerId& id, Millis now);
+  void run_reachability(Millis now);
+  // Others can dial it (it advertises an address), or it opened a connection to us that reaches it.
+  static bool reachable(const Member& m) { return !m.info.addr.empty() || m.heard_directly; }
 
   // Drops a message whose run digest is not ours (counted); true if it did.
   bool other_run(uint64_t digest);
@@ -290,6 +329,10 @@ class Membership {
   JoinRefused refusal_;
   bool join_failed_ = false;  // JoinRefused was emitted: no more Hellos to the join addresses
   bool leaving_ = false;
+  std::string candidate_;  // the address to be dialled back (Reach::check), until it is advertised
+  std::string observed_;   // this peer's address as the last welcomer saw it
+  Millis reach_deadline_ = std::numeric_limits<Millis>::max();  // report "not dialable" then
+  std::map<PeerId, Millis, IdLess> dialed_;                     // joiners dialled back, and when
   Millis next_join_ = 0, next_probe_ = 0, next_shuffle_ = 0, next_rejoin_ = 0;
   std::vector<PeerId> probe_order_;
   size_t probe_pos_ = 0;

@@ -18,8 +18,8 @@
 namespace murmur::gossip {
 
 // 2: Delta.state_digest; 3: the run's identity in Hello/Welcome (and Refusal), its digest in Shuffle, Ping,
-// Ack and LinkRequest.
-inline constexpr uint32_t kProtocolVersion = 3;
+// Ack and LinkRequest; 4: reachability (Hello.dial_back, Welcome.observed, Reachable).
+inline constexpr uint32_t kProtocolVersion = 4;
 
 // BLAKE2b-256 of a public copy's fp32 bytes (a snapshot by digest).
 inline constexpr size_t kStateDigestBytes = 32;
@@ -33,8 +33,10 @@ inline constexpr size_t kMaxPeersPerMessage = 64;   // samples, updates
 inline constexpr size_t kMaxChunkBytes = 1u << 20;  // payload and state chunks
 
 // What one peer knows of another. `addr` is where the peer listens, as it
-// advertises itself; `incarnation` only grows, and the peer itself bumps it to
-// refute a suspicion or to announce a restart (SWIM).
+// advertises itself; empty for a peer nobody can dial (behind NAT or a firewall:
+// "outbound-only"), which is reached only over the connections it opened itself.
+// `incarnation` only grows, and the peer itself bumps it to refute a suspicion, to
+// announce a restart or a new address (SWIM).
 struct PeerInfo {
   PeerId id{};
   std::string addr;
@@ -57,16 +59,28 @@ struct MemberUpdate {
 // newcomer's run differs, Refusal. `run` is the sender's RunIdentity; the messages
 // below that introduce a peer or open a link carry its digest, `run_digest`
 // (run_digest(run)), and a receiver of another run drops them.
+// A joiner that does not know whether others can dial it advertises no address
+// (self.addr empty) and names the address it listens on in `dial_back`: the
+// receiver dials it there on a fresh connection and sends Reachable over it, and
+// answers the Hello with the address it saw the joiner's connection come from in
+// Welcome.observed (the idea of libp2p's AutoNAT and identify).
 struct Hello {
   PeerInfo self;
   RunIdentity run{};
+  std::string dial_back{};
   friend bool operator==(const Hello&, const Hello&) = default;
 };
 struct Welcome {
   PeerInfo self;
   std::vector<PeerInfo> sample;
   RunIdentity run{};
+  std::string observed{};  // the joiner's address as the welcomer saw it (IP only; empty if unknown)
   friend bool operator==(const Welcome&, const Welcome&) = default;
+};
+// Sent on a connection dialled to a joiner's Hello.dial_back: arriving at all proves the address works.
+struct Reachable {
+  std::string addr;
+  friend bool operator==(const Reachable&, const Reachable&) = default;
 };
 // Cyclon-style shuffle: exchange random samples of the partial views.
 struct Shuffle {
@@ -165,7 +179,7 @@ struct Refusal {
 };
 
 using Message = std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRequest, LinkAccept, LinkReject,
-                             LinkClose, Payload, StateRequest, StateChunk, Bye, Refusal>;
+                             LinkClose, Payload, StateRequest, StateChunk, Bye, Refusal, Reachable>;
 
 // The training layer's message, carried as the reassembled bytes of Payloads on
 // a link (gossip/wire.h encodes it). `codec_payload` is a compress/ payload:

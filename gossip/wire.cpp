@@ -16,14 +16,14 @@ namespace g = murmur::gossip;
 namespace {
 
 constexpr size_t kTypes = std::variant_size_v<g::Message>;
-static_assert(kTypes == 15, "a new message needs its wire layout below and in docs/protocol.md");
+static_assert(kTypes == 16, "a new message needs its wire layout below and in docs/protocol.md");
 
 constexpr std::array<const char*, kTypes> kNames = {"Hello",      "Welcome",   "Shuffle",     "Ping",
                                                     "Ack",        "PingReq",   "LinkRequest", "LinkAccept",
                                                     "LinkReject", "LinkClose", "Payload",     "StateRequest",
-                                                    "StateChunk", "Bye",       "Refusal"};
+                                                    "StateChunk", "Bye",       "Refusal",     "Reachable"};
 // Envelope array length per type: version, type, then the fields.
-constexpr std::array<uint32_t, kTypes> kArrayLen = {4, 5, 5, 5, 6, 4, 5, 4, 3, 3, 7, 4, 7, 3, 3};
+constexpr std::array<uint32_t, kTypes> kArrayLen = {5, 6, 5, 5, 6, 4, 5, 4, 3, 3, 7, 4, 7, 3, 3, 3};
 constexpr uint32_t kDeltaArrayLen = 7, kRingSegmentArrayLen = 5, kResyncArrayLen = 3;
 
 // A PeerInfo is [id, addr, incarnation]; a MemberUpdate flattens its PeerInfo and
@@ -55,10 +55,13 @@ void put_bin(Packer& p, std::span<const uint8_t> b) {
   p.pack_bin(uint32_t(b.size()));
   p.pack_bin_body(reinterpret_cast<const char*>(b.data()), uint32_t(b.size()));
 }
+void put(Packer& p, const std::string& s) {
+  p.pack_str(uint32_t(s.size()));
+  p.pack_str_body(s.data(), uint32_t(s.size()));
+}
 void put_peer_fields(Packer& p, const g::PeerInfo& x) {
   put_bin(p, x.id);
-  p.pack_str(uint32_t(x.addr.size()));
-  p.pack_str_body(x.addr.data(), uint32_t(x.addr.size()));
+  put(p, x.addr);
   p.pack_uint64(x.incarnation);
 }
 void put(Packer& p, const g::PeerInfo& x) {
@@ -79,8 +82,7 @@ void put(Packer& p, const g::RunIdentity& r) {
   p.pack_array(kRunLen);
   for (uint32_t v : {r.n_layer, r.n_head, r.n_embd, r.n_ctx, r.vocab_size}) p.pack_uint32(v);
   p.pack_uint64(r.seed);
-  p.pack_str(uint32_t(r.algo.size()));
-  p.pack_str_body(r.algo.data(), uint32_t(r.algo.size()));
+  put(p, r.algo);
   for (uint64_t v : {r.inner_steps, r.warmup_steps, r.warmup_inner_steps}) p.pack_uint64(v);
   p.pack_double(r.outer_lr);
   p.pack_double(r.outer_momentum);
@@ -97,8 +99,8 @@ void put_all(Packer& p, const F&... f) {
   (put(p, f), ...);
 }
 
-void body(Packer& p, const g::Hello& m) { put_all(p, m.self, m.run); }
-void body(Packer& p, const g::Welcome& m) { put_all(p, m.self, m.sample, m.run); }
+void body(Packer& p, const g::Hello& m) { put_all(p, m.self, m.run, m.dial_back); }
+void body(Packer& p, const g::Welcome& m) { put_all(p, m.self, m.sample, m.run, m.observed); }
 void body(Packer& p, const g::Shuffle& m) { put_all(p, m.sample, m.reply, m.run_digest); }
 void body(Packer& p, const g::Ping& m) { put_all(p, m.seq, m.updates, m.run_digest); }
 void body(Packer& p, const g::Ack& m) { put_all(p, m.seq, m.target, m.updates, m.run_digest); }
@@ -116,6 +118,7 @@ void body(Packer& p, const g::StateChunk& m) {
 }
 void body(Packer& p, const g::Bye& m) { put_all(p, m.incarnation); }
 void body(Packer& p, const g::Refusal& m) { put_all(p, m.run); }
+void body(Packer& p, const g::Reachable& m) { put_all(p, m.addr); }
 
 // ------------------------------------------------------------------ decoding
 
@@ -284,11 +287,13 @@ std::vector<uint8_t> read_bytes(Fields& f, size_t max) {
 void read(Fields& f, g::Hello& m) {
   m.self = read_peer(f);
   m.run = read_run(f);
+  m.dial_back = f.str("dial_back", g::kMaxAddrLen);
 }
 void read(Fields& f, g::Welcome& m) {
   m.self = read_peer(f);
   m.sample = read_peers(f);
   m.run = read_run(f);
+  m.observed = f.str("observed", g::kMaxAddrLen);
 }
 void read(Fields& f, g::Shuffle& m) {
   m.sample = read_peers(f);
@@ -337,6 +342,7 @@ void read(Fields& f, g::StateChunk& m) {
 }
 void read(Fields& f, g::Bye& m) { m.incarnation = f.u64("incarnation"); }
 void read(Fields& f, g::Refusal& m) { m.run = read_run(f); }
+void read(Fields& f, g::Reachable& m) { m.addr = f.str("addr", g::kMaxAddrLen); }
 
 template <size_t I = 0>
 g::Message read_message(uint64_t type, Fields& f) {

@@ -3,6 +3,8 @@
 // and restarts, all driven by one seed. Messages travel as values (no codec).
 // Reusable by any test that needs a swarm of Membership objects; `on_action`
 // sees every non-send action (LinkUp/LinkDown/MemberEvent) a node emits.
+// A node behind NAT receives only from peers it has sent to (over the connection
+// it opened), and never a dial-back.
 #pragma once
 
 #include <functional>
@@ -10,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <queue>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,8 +33,9 @@ class FakeNetwork {
  public:
   explicit FakeNetwork(FakeNetworkConfig cfg) : cfg_(cfg), rng_(cfg.seed) {}
 
-  // A new node (not joined yet); ids are pseudo-random so their order is not the index order.
-  size_t add_node() {
+  // A new node (not joined yet); ids are pseudo-random so their order is not the index order. `cfg`
+  // replaces the network's membership config; `behind_nat`: nobody can dial it.
+  size_t add_node(const std::optional<MembershipConfig>& cfg = std::nullopt, bool behind_nat = false) {
     const size_t i = nodes_.size();
     PeerInfo info;
     for (size_t b = 0; b < info.id.size(); b += 8) {
@@ -41,9 +45,10 @@ class FakeNetwork {
     info.addr = "sim://" + std::to_string(i);
     info.incarnation = 1;
     nodes_.push_back(Node{});
+    nodes_.back().nat = behind_nat;
     by_id_[info.id] = i;
     by_addr_[info.addr] = i;
-    start(i, info, cfg_.membership);
+    start(i, info, cfg.value_or(cfg_.membership));
     return i;
   }
   void join(size_t i, size_t via) {
@@ -114,6 +119,7 @@ class FakeNetwork {
 
   std::function<void(size_t node, const Action& a)> on_action;
   uint64_t delivered = 0, dropped = 0;
+  uint64_t unroutable = 0;  // sends to a node behind NAT that had not opened a connection to the sender
 
  private:
   struct Node {
@@ -122,6 +128,7 @@ class FakeNetwork {
     bool left = false;  // left gracefully: no longer ticked or counted live
     int group = 0;
     uint64_t generation = 0;  // bumped by restart: messages to the old process are lost
+    bool nat = false;
   };
   struct Envelope {
     Millis at;
@@ -150,12 +157,24 @@ class FakeNetwork {
       } else if (auto* sa = std::get_if<SendToAddr>(&a)) {
         auto it = by_addr_.find(sa->addr);
         if (it != by_addr_.end()) post(i, it->second, std::move(sa->msg));
+      } else if (auto* d = std::get_if<DialBack>(&a)) {
+        auto it = by_addr_.find(d->to.addr);
+        if (it == by_addr_.end() || nodes_[it->second].nat) {
+          ++unroutable;
+        } else {
+          post(i, it->second, std::move(d->msg));
+        }
       } else if (on_action) {
         on_action(i, a);
       }
     }
   }
   void post(size_t from, size_t to, Message msg) {
+    if (nodes_[from].nat) opened_.insert({from, to});
+    if (nodes_[to].nat && !opened_.count({to, from})) {
+      ++unroutable;
+      return;
+    }
     if (!reachable(from, to) || rng_.uniform() < cfg_.loss) {
       ++dropped;
       return;
@@ -182,6 +201,7 @@ class FakeNetwork {
   std::vector<Node> nodes_;
   std::map<PeerId, size_t> by_id_;
   std::map<std::string, size_t> by_addr_;
+  std::set<std::pair<size_t, size_t>> opened_;  // (node behind NAT, peer it sent to)
   std::priority_queue<Envelope> queue_;
 };
 

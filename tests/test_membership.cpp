@@ -399,7 +399,7 @@ TEST(Membership, SurvivesHostileMessageSequencesWithinBounds) {
     for (const Action& a : m.take_actions()) {
       if (auto* s = std::get_if<SendTo>(&a)) {
         ASSERT_NE(s->to.id, m.self().id);
-        ASSERT_FALSE(s->to.addr.empty());
+        ASSERT_LE(s->to.addr.size(), kMaxAddrLen);  // empty: an outbound-only peer, over its connection
         if (auto* p = std::get_if<Ping>(&s->msg)) {
           ASSERT_LE(p->updates.size(), static_cast<size_t>(cfg.max_piggyback));
         }
@@ -857,4 +857,112 @@ TEST(MembershipRuns, APeerRestartedWithAnotherRunIsRefusedAndDeclaredDead) {
   EXPECT_TRUE(net.node(3).links().empty());
   for (size_t i : net.live_nodes())
     for (const Neighbour& l : net.node(i).links()) EXPECT_NE(l.peer.id, net.id(3));
+}
+
+// -- reachability (docs/membership.md, "Reachability") ----------------------------------------------
+
+// One public seed, three peers that check their address (two are dialable, one is behind NAT) and two
+// that are outbound-only by configuration (behind NAT): the dialable ones advertise their address once
+// dialled back; peers behind NAT advertise none, still learn of everyone, link only with dialable peers
+// (links they opened), and are never declared dead by peers they cannot hear from.
+TEST(MembershipReach, PeersBehindNatJoinAndLinkThroughTheDialableOnes) {
+  FakeNetworkConfig fc;
+  fc.seed = 11;
+  FakeNetwork net(fc);
+  MembershipConfig check = fc.membership, outbound = fc.membership;
+  check.reach = MembershipConfig::Reach::check;
+  outbound.reach = MembershipConfig::Reach::outbound;
+  DeathLog log;
+  std::map<size_t, Reachability> reach;  // the last report per node
+  net.on_action = [&](size_t at, const Action& a) {
+    if (auto* r = std::get_if<Reachability>(&a)) reach[at] = *r;
+    if (auto* e = std::get_if<MemberEvent>(&a); e && e->state == PeerState::dead)
+      log.deaths.emplace_back(at, e->peer.id);
+  };
+  net.add_node();       // 0: the seed, public
+  net.add_node(check);  // 1, 2: dialable, checked
+  net.add_node(check);
+  net.add_node(check, true);     // 3: checks, behind NAT
+  net.add_node(outbound, true);  // 4, 5: outbound-only
+  net.add_node(outbound, true);
+  const std::set<size_t> nat = {3, 4, 5};
+  for (size_t i = 1; i < net.size(); ++i) net.join(i, 0);
+  ASSERT_TRUE(net.run_until([&] { return converged(net); }, 20000)) << "at " << net.now() << " ms";
+  net.run_for(check.dial_check_timeout + 1000);
+
+  for (size_t i : {1, 2}) {
+    EXPECT_EQ(net.node(i).self().addr, "sim://" + std::to_string(i)) << i;
+    ASSERT_TRUE(reach.count(i)) << i;
+    EXPECT_TRUE(reach[i].dialable);
+    EXPECT_EQ(reach[i].by, net.id(0));  // the peer it joined through dialled it back
+  }
+  for (size_t i : nat) {
+    EXPECT_TRUE(net.node(i).self().addr.empty()) << i;
+    ASSERT_TRUE(reach.count(i)) << i;
+    EXPECT_FALSE(reach[i].dialable);
+  }
+  EXPECT_EQ(reach[3].addr, "sim://3");  // the candidate nobody could dial
+  EXPECT_TRUE(reach[4].addr.empty());   // outbound by configuration: nothing was tried
+
+  net.run_for(60000);  // links re-sample, probes go round
+  EXPECT_TRUE(converged(net));
+  EXPECT_TRUE(log.deaths.empty()) << log.deaths.size() << " live peers declared dead";
+  for (size_t i = 0; i < net.size(); ++i) {
+    for (const PeerInfo& p : net.node(i).members()) {
+      const size_t j = net.index_of(p.id);
+      EXPECT_EQ(net.node(i).state_of(p.id), PeerState::alive) << i << " holds " << j;
+      // Everyone learned the dialable peers' addresses, and no address for the others.
+      EXPECT_EQ(p.addr.empty(), nat.count(j) == 1) << i << " holds " << j << " at '" << p.addr << "'";
+    }
+    for (const Neighbour& l : net.node(i).links())
+      EXPECT_FALSE(nat.count(i) && nat.count(net.index_of(l.peer.id))) << "link between two peers behind NAT";
+  }
+  for (size_t i : nat) EXPECT_GE(net.node(i).degree(), 1u) << i;
+}
+
+TEST(MembershipReach, AJoinerIsDialledBackAtMostOncePerInterval) {
+  MembershipConfig cfg;
+  Membership seed({PeerId{1}, "tcp://seed:1", 1}, cfg, 1);
+  const PeerId joiner{2};
+  Hello hello;
+  hello.self.id = joiner;  // no address yet: it asks to be dialled back
+  hello.self.incarnation = 5;
+  hello.run = cfg.run;
+  hello.dial_back = "tcp://joiner:2";
+  seed.on_message(joiner, hello, 0, "192.0.2.9");
+  auto out = seed.take_actions();
+  const auto dials = actions_of<DialBack>(out);
+  ASSERT_EQ(dials.size(), 1u);
+  EXPECT_EQ(dials[0].to.addr, "tcp://joiner:2");
+  EXPECT_EQ(std::get<Reachable>(dials[0].msg).addr, "tcp://joiner:2");
+  const auto welcomes = actions_of<SendTo>(out);
+  ASSERT_EQ(welcomes.size(), 1u);
+  EXPECT_TRUE(welcomes[0].to.addr.empty());  // answered over the joiner's own connection
+  EXPECT_EQ(std::get<Welcome>(welcomes[0].msg).observed, "192.0.2.9");
+  seed.on_message(joiner, hello, cfg.dial_back_interval - 1, "192.0.2.9");
+  out = seed.take_actions();
+  EXPECT_TRUE(actions_of<DialBack>(out).empty());
+  seed.on_message(joiner, hello, cfg.dial_back_interval, "192.0.2.9");
+  out = seed.take_actions();
+  EXPECT_EQ(actions_of<DialBack>(out).size(), 1u);
+  EXPECT_EQ(seed.counters().dial_backs, 2u);
+}
+
+TEST(MembershipReach, OnlyADialBackToTheCandidateMakesAPeerAdvertiseIt) {
+  MembershipConfig cfg;
+  cfg.reach = MembershipConfig::Reach::check;
+  Membership j({PeerId{2}, "tcp://joiner:2", 5}, cfg, 1);
+  EXPECT_TRUE(j.self().addr.empty());
+  j.join("tcp://seed:1", 0);
+  const auto hellos = actions_of<SendToAddr>(j.take_actions());
+  ASSERT_EQ(hellos.size(), 1u);
+  EXPECT_EQ(std::get<Hello>(hellos[0].msg).dial_back, "tcp://joiner:2");
+  j.on_message(PeerId{1}, Reachable{"tcp://elsewhere:2"}, 10);  // not the address it listens on
+  EXPECT_TRUE(j.self().addr.empty());
+  j.on_message(PeerId{1}, Reachable{"tcp://joiner:2"}, 20);
+  EXPECT_EQ(j.self().addr, "tcp://joiner:2");
+  EXPECT_EQ(j.self().incarnation, 6u);  // news that replaces the empty address everywhere
+  const auto reports = actions_of<Reachability>(j.take_actions());
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_TRUE(reports[0].dialable);
 }

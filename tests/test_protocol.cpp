@@ -59,8 +59,8 @@ struct Rand {
     const uint64_t total = 1 + u64();
     const uint64_t offset = total - 1 - std::min<uint64_t>(u64(), total - 1);
     auto state = bytes(std::min<uint64_t>(64, total - offset));
-    return {g::Hello{peer(), run()},
-            g::Welcome{peer(), peers(), run()},
+    return {g::Hello{peer(), run(), peer().addr},
+            g::Welcome{peer(), peers(), run(), peer().addr},
             g::Shuffle{peers(), bool(rng() & 1), u64()},
             g::Ping{u64(), updates(), u64()},
             g::Ack{u64(), key(), updates(), u64()},
@@ -73,7 +73,8 @@ struct Rand {
             g::StateRequest{u64(), u64()},
             g::StateChunk{u64(), total, offset, key(), state},
             g::Bye{u64()},
-            g::Refusal{run()}};
+            g::Refusal{run()},
+            g::Reachable{peer().addr}};
   }
 };
 
@@ -88,8 +89,8 @@ void expect_round_trip(const g::Message& m) {
 TEST(Protocol, EveryMessageRoundTrips) {
   const g::PeerInfo p{g::PeerId{1, 2, 3}, "tcp://127.0.0.1:7000", 5};
   const g::RunIdentity run{4, 4, 128, 64, 256, 1337, "gossip", 50, 125, 16, 0.7, 0.9, true};
-  const std::vector<g::Message> fixed = {g::Hello{p, run},
-                                         g::Welcome{p, {p, p}, run},
+  const std::vector<g::Message> fixed = {g::Hello{p, run, "tcp://10.0.0.2:7000"},
+                                         g::Welcome{p, {p, p}, run, "192.0.2.7"},
                                          g::Shuffle{{}, true, 7},
                                          g::Ping{9, {{p, g::PeerState::suspect}}, 7},
                                          g::Ack{9, p.id, {}, 7},
@@ -102,7 +103,8 @@ TEST(Protocol, EveryMessageRoundTrips) {
                                          g::StateRequest{7, 0},
                                          g::StateChunk{7, 10, 0, {}, std::vector<uint8_t>(10, 1)},
                                          g::Bye{1},
-                                         g::Refusal{run}};
+                                         g::Refusal{run},
+                                         g::Reachable{"tcp://10.0.0.2:7000"}};
   ASSERT_EQ(fixed.size(), std::variant_size_v<g::Message>);
   for (size_t i = 0; i < fixed.size(); ++i) {
     EXPECT_EQ(fixed[i].index(), i);
@@ -246,76 +248,76 @@ TEST(Protocol, HostileFramesAreRejectedWithAReason) {
   EXPECT_EQ(rejection({}), "truncated");
   EXPECT_TRUE(has(rejection(Frame().u(1).out), "not an envelope"));
   EXPECT_TRUE(
-      has(rejection(Frame().array(4).u(2).u(0).peer().run().out), "version 2"));  // before run identities
-  EXPECT_TRUE(has(rejection(Frame().array(4).u(4).u(0).peer().run().out), "version 4"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(3).u(15).u(0).out), "unknown message type 15"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(3).u(100).u(0).out), "unknown message type 100"));
+      has(rejection(Frame().array(4).u(3).u(0).peer().run().out), "version 3"));  // before run identities
+  EXPECT_TRUE(has(rejection(Frame().array(5).u(5).u(0).peer().run().s("").out), "version 5"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(16).u(0).out), "unknown message type 16"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(100).u(0).out), "unknown message type 100"));
   EXPECT_TRUE(has(rejection(Frame().array(4).i(-1).u(0).peer().run().out), "version: not an unsigned"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(3).u(0).peer().out), "Hello: 1 fields, expected 2"));
-  EXPECT_TRUE(has(rejection(Frame().array(4).u(3).u(0).peer(31).run().out), "must be 32 bytes"));
-  EXPECT_TRUE(has(rejection(Frame().array(4).u(3).u(0).peer(33).run().out), "must be 32 bytes"));
-  EXPECT_TRUE(
-      has(rejection(Frame().array(4).u(3).u(0).peer(32, g::kMaxAddrLen + 1).run().out), "str size overflow"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(3).u(13).s("x").out), "incarnation: not an unsigned"));
-  EXPECT_TRUE(has(rejection(Frame().array(5).u(3).u(6).u(1).u(uint64_t(1) << 32).u(0).out), "degree"));
-  EXPECT_TRUE(has(rejection(Frame().array(5).u(3).u(6).u(1).u(2).s("x").out), "run_digest: not an unsigned"));
-  EXPECT_TRUE(has(rejection(Frame().array(5).u(3).u(2).array(0).u(1).u(0).out), "reply: not a boolean"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(0).peer().out), "Hello: 1 fields, expected 3"));
+  EXPECT_TRUE(has(rejection(Frame().array(5).u(4).u(0).peer(31).run().s("").out), "must be 32 bytes"));
+  EXPECT_TRUE(has(rejection(Frame().array(5).u(4).u(0).peer(33).run().s("").out), "must be 32 bytes"));
+  EXPECT_TRUE(has(rejection(Frame().array(5).u(4).u(0).peer(32, g::kMaxAddrLen + 1).run().s("").out),
+                  "str size overflow"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(13).s("x").out), "incarnation: not an unsigned"));
+  EXPECT_TRUE(has(rejection(Frame().array(5).u(4).u(6).u(1).u(uint64_t(1) << 32).u(0).out), "degree"));
+  EXPECT_TRUE(has(rejection(Frame().array(5).u(4).u(6).u(1).u(2).s("x").out), "run_digest: not an unsigned"));
+  EXPECT_TRUE(has(rejection(Frame().array(5).u(4).u(2).array(0).u(1).u(0).out), "reply: not a boolean"));
   // The run identity: its length, each field's type and bound, a finite float64 for the outer lr.
   Frame short_run;
-  short_run.array(3).u(3).u(14).array(12);
+  short_run.array(3).u(4).u(14).array(12);
   for (int i = 0; i < 12; ++i) short_run.u(0);
   EXPECT_TRUE(has(rejection(short_run.out), "run: 12 elements, expected 13"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(3).u(14).u(1).out), "run: not an array"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(3).u(14).run([](Frame& f) { f.s("0.7"); }).out),
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(14).u(1).out), "run: not an array"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(14).run([](Frame& f) { f.s("0.7"); }).out),
                   "run.outer_lr: not a number"));
   for (double bad : {std::nan(""), HUGE_VAL, -HUGE_VAL, 0x1p54})
-    EXPECT_TRUE(has(rejection(Frame().array(3).u(3).u(14).run([&](Frame& f) { f.f64(bad); }).out),
+    EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(14).run([&](Frame& f) { f.f64(bad); }).out),
                     "run.outer_lr: not a finite number"));
   // msgpack-c writes an integral double as an integer, another packer may write a float32: both are
   // numbers.
   for (const auto& lr : std::vector<std::function<void(Frame&)>>{
            [](Frame& f) { f.u(1); }, [](Frame& f) { f.i(-2); }, [](Frame& f) { f.p.pack_float(0.5f); }}) {
-    const DecodeResult r = decode(Frame().array(3).u(3).u(14).run(lr).out);
+    const DecodeResult r = decode(Frame().array(3).u(4).u(14).run(lr).out);
     ASSERT_TRUE(r) << r.error;
     const double got = std::get<g::Refusal>(*r.value).run.outer_lr;
     EXPECT_TRUE(got == 1.0 || got == -2.0 || got == 0.5) << got;
   }
   EXPECT_TRUE(has(rejection(Frame()
                                 .array(3)
-                                .u(3)
+                                .u(4)
                                 .u(14)
                                 .run([](Frame& f) { f.f64(0.7); }, std::string(g::kMaxAlgoLen + 1, 'a'))
                                 .out),
                   "run.algo: longer than 16"));
   Frame wide;
-  wide.array(3).u(3).u(14).array(13).u(uint64_t(1) << 32).u(4).u(128).u(64).u(256).u(1).s("gossip").u(50);
+  wide.array(3).u(4).u(14).array(13).u(uint64_t(1) << 32).u(4).u(128).u(64).u(256).u(1).s("gossip").u(50);
   wide.u(0).u(0).f64(0.7).f64(0.9).yes();
   EXPECT_TRUE(has(rejection(wide.out), "run.n_layer: 4294967296 exceeds"));
   // One peer too many in a sample.
   Frame many;
-  many.array(5).u(3).u(2).array(g::kMaxPeersPerMessage + 1);
+  many.array(5).u(4).u(2).array(g::kMaxPeersPerMessage + 1);
   for (size_t i = 0; i <= g::kMaxPeersPerMessage; ++i) many.peer();
   many.yes().u(0);
   EXPECT_TRUE(has(rejection(many.out), "array size overflow"));
   // A member update with an unknown state, a sample element that is not a peer.
   EXPECT_TRUE(
-      has(rejection(Frame().array(5).u(3).u(3).u(1).array(1).array(4).bin(32).s("a").u(1).u(4).u(0).out),
+      has(rejection(Frame().array(5).u(4).u(3).u(1).array(1).array(4).bin(32).s("a").u(1).u(4).u(0).out),
           "update.state"));
   Frame not_peer;
-  not_peer.array(5).u(3).u(2).array(1).u(5).yes().u(0);
+  not_peer.array(5).u(4).u(2).array(1).u(5).yes().u(0);
   EXPECT_TRUE(has(rejection(not_peer.out), "sample: element 0"));
   // Payload bounds: chunk index, chunk_count 0, a chunk over kMaxChunkBytes.
   EXPECT_TRUE(
-      has(rejection(Frame().array(7).u(3).u(10).u(0).u(0).u(3).u(3).bin(1).out), "chunk 3 not below"));
-  EXPECT_TRUE(has(rejection(Frame().array(7).u(3).u(10).u(0).u(0).u(0).u(0).bin(1).out), "chunk_count 0"));
-  EXPECT_TRUE(has(rejection(Frame().array(7).u(3).u(10).u(0).u(0).u(0).u(1).bin(g::kMaxChunkBytes + 1).out),
+      has(rejection(Frame().array(7).u(4).u(10).u(0).u(0).u(3).u(3).bin(1).out), "chunk 3 not below"));
+  EXPECT_TRUE(has(rejection(Frame().array(7).u(4).u(10).u(0).u(0).u(0).u(0).bin(1).out), "chunk_count 0"));
+  EXPECT_TRUE(has(rejection(Frame().array(7).u(4).u(10).u(0).u(0).u(0).u(1).bin(g::kMaxChunkBytes + 1).out),
                   "bin size overflow"));
   // A state chunk reaching past total_size.
   EXPECT_TRUE(
-      has(rejection(Frame().array(7).u(3).u(12).u(1).u(10).u(8).bin(32).bin(3).out), "exceeds total_size"));
+      has(rejection(Frame().array(7).u(4).u(12).u(1).u(10).u(8).bin(32).bin(3).out), "exceeds total_size"));
   // Nesting deeper than any message needs.
   EXPECT_TRUE(
-      has(rejection(Frame().array(3).u(3).u(0).array(1).array(1).array(1).u(0).out), "depth size overflow"));
+      has(rejection(Frame().array(3).u(4).u(0).array(1).array(1).array(1).u(0).out), "depth size overflow"));
   // Trailing bytes after a valid message.
   std::vector<uint8_t> trailing = encode(g::Bye{1});
   trailing.push_back(0xc0);

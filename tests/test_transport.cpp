@@ -131,6 +131,77 @@ TEST(Transport, ControlMessagesBothWays) {
   EXPECT_GT(p.a.counters().total.bytes_in, 0u);
 }
 
+// A is outbound-only: B never dials it. B answers over A's own connections (its routes), control and
+// payload alike, and what it sends before A ever connected is dropped and counted as no_route.
+TEST(Transport, AnOutboundOnlyPeerIsAnsweredOverTheConnectionsItOpened) {
+  Keys ka = generate_keys(), kb = generate_keys();
+  TransportConfig ca = config_for(ka, {kb.id});
+  ca.eager_bulk = true;
+  ca.listen = "tcp://127.0.0.1:0";
+  Transport a(ca), b(config_for(kb, {ka.id}));
+  const g::PeerInfo a_routed{ka.id, "", 0};  // as B knows it: no address
+  b.send(a_routed, g::Ping{1, {}});
+  EXPECT_EQ(b.counters().total.rejected.at("no_route"), 1u);
+  a.send(info(b), g::Hello{a_routed});
+  auto got = pump_until({&a, &b}, b, [](auto& v) { return !v.empty(); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].observed, "127.0.0.1");  // the address its connection came from
+  std::vector<uint8_t> big(3'000'000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = uint8_t(i * 7);
+  b.send(a_routed, g::Welcome{info(b), {}});
+  ASSERT_TRUE(b.send_payload(a_routed, 4, 0, big));
+  got = pump_until({&a, &b}, a, [](auto& v) { return v.size() == 2; });
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].from, kb.id);
+  EXPECT_TRUE(std::holds_alternative<g::Welcome>(got[0].msg));
+  const auto* payload = std::get_if<g::Payload>(&got[1].msg);
+  ASSERT_NE(payload, nullptr);
+  EXPECT_TRUE(payload->bytes == big);
+  EXPECT_EQ(a.counters().total.rejected.count("no_route"), 0u);
+  // A's ROUTER never saw a connection: everything came back on its DEALERs.
+  EXPECT_EQ(a.counters().zap_admitted, 0u);
+}
+
+// A dial-back goes on a connection of its own: it arrives on the ROUTER at the address dialled, and it
+// does not take over the sender's route at the receiver.
+TEST(Transport, ADialBackArrivesOnAConnectionOfItsOwn) {
+  Pair p;
+  p.b.dial_back(info(p.a), g::Reachable{p.a.endpoint()});
+  auto got = pump_until({&p.a, &p.b}, p.a, [](auto& v) { return !v.empty(); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].from, p.kb.id);
+  EXPECT_EQ(got[0].msg, g::Message(g::Reachable{p.a.endpoint()}));
+  EXPECT_EQ(p.b.counters().dial_backs, 1u);
+  // A cannot answer B over that connection: B is not a route of A's until B's own DEALER speaks.
+  p.a.send({p.kb.id, "", 0}, g::Ping{2, {}});
+  EXPECT_EQ(p.a.counters().total.rejected.at("no_route"), 1u);
+  // A closed dial-back costs nothing: an unreachable address is simply never answered.
+  p.b.dial_back({p.ka.id, "tcp://127.0.0.1:1", 0}, g::Reachable{"tcp://127.0.0.1:1"});
+  for (int i = 0; i < 50; ++i) p.b.poll(1ms);
+  EXPECT_EQ(p.b.counters().dial_backs, 2u);
+}
+
+// A DEALER that names another peer's key in its routing id is refused, and that peer's route is not
+// used again until the peer itself speaks on it.
+TEST(Transport, ARoutingIdNamingAnotherKeyIsRefused) {
+  Keys ka = generate_keys(), kb = generate_keys(), kx = generate_keys();
+  Transport a(config_for(ka, {kb.id, kx.id})), b(config_for(kb, {ka.id, kx.id}));
+  zmq::context_t ctx;
+  zmq::socket_t x(ctx, zmq::socket_type::dealer);
+  configure_curve_client(x, kx, ka.id);
+  x.set(zmq::sockopt::linger, 0);
+  x.set(zmq::sockopt::routing_id, route_id(kb.id, 'c'));  // claims to be B's control connection
+  x.connect(a.endpoint());
+  const auto ping = encode(g::Message(g::Ping{7, {}}));
+  x.send(zmq::buffer(ping));
+  pump_until({&a}, a, [&](auto&) { return a.counters().total.rejected.count("route_claim") > 0; });
+  EXPECT_EQ(a.counters().total.rejected.at("route_claim"), 1u);
+  a.send({kb.id, "", 0}, g::Ping{8, {}});  // no route to B: X's connection is not it
+  EXPECT_EQ(a.counters().total.rejected.at("no_route"), 1u);
+  zmq::message_t none;
+  EXPECT_FALSE(x.recv(none, zmq::recv_flags::dontwait));
+}
+
 double thread_cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);

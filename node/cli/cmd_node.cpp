@@ -66,6 +66,9 @@ void run_node(const peer::PeerArgs& a) {
                                   "': expected ADDR=VIA, e.g. tcp://10.0.0.2:7000=tcp://127.0.0.1:9001");
     tc.dial_map[d.substr(0, eq)] = d.substr(eq + 1);
   }
+  const gossip::MembershipConfig::Reach reach = peer::reach_of(a);
+  // A peer others may be unable to dial opens both its connections at once: they answer over them.
+  tc.eager_bulk = reach != gossip::MembershipConfig::Reach::assumed;
   net::Transport transport(tc);
   gossip::PeerInfo self{keys.id, a.advertise.empty() ? transport.endpoint() : a.advertise,
                         // A restart must outbid its earlier incarnation: the wall clock does.
@@ -74,8 +77,15 @@ void run_node(const peer::PeerArgs& a) {
                                                   .count())};
   if (a.open)
     std::printf("WARNING: --open: any peer that can reach %s may join this run\n", self.addr.c_str());
-  std::printf("peer %s listening on %s\n  join it with: --join %s@%s\n", gossip::short_name(keys.id).c_str(),
-              self.addr.c_str(), gossip::to_z85(keys.id).c_str(), self.addr.substr(6).c_str());
+  if (reach == gossip::MembershipConfig::Reach::outbound)
+    std::printf("peer %s: outbound-only (--reachability outbound), others answer over its connections\n",
+                gossip::short_name(keys.id).c_str());
+  else
+    std::printf(
+        "peer %s listening on %s%s\n  join it with: --join %s@%s\n", gossip::short_name(keys.id).c_str(),
+        self.addr.c_str(),
+        reach == gossip::MembershipConfig::Reach::check ? " (advertised once a peer dials it back)" : "",
+        gossip::to_z85(keys.id).c_str(), self.addr.substr(6).c_str());
   std::fflush(stdout);
 
   run::JsonlLog log(fs::path(a.out) / "log.jsonl");
@@ -86,6 +96,7 @@ void run_node(const peer::PeerArgs& a) {
   no.membership.max_degree = a.max_degree;
   no.membership.link_lifetime = gossip::Millis(a.link_lifetime_s * 1000);
   no.membership.run = peer::run_identity(a);
+  no.membership.reach = reach;
   no.ring_payloads = a.algo == "allreduce" || a.algo == "diloco";
   // Per-peer series name the allow-list's peers only: in open mode every peer is "unknown".
   net::MetricsRegistry registry(tc.admission.allowed);

@@ -79,10 +79,19 @@ void export_counters(const TransportCounters& c, MetricsRegistry& m) {
       .set({}, c.zap_denied);
 }
 
+std::string route_id(const g::PeerId& id, char kind) {
+  std::string r = {'m', kind};
+  r.append(reinterpret_cast<const char*>(id.data()), id.size());
+  return r;
+}
+
 struct Transport::Outbound {
   std::string addr;
-  zmq::socket_t control, bulk;  // bulk connects on the first payload
+  bool routed = false;          // addr empty: reached over its own connections to our ROUTER (its routes)
+  zmq::socket_t control, bulk;  // dialled peers only; bulk connects on the first payload (or eager_bulk)
   std::deque<zmq::message_t> control_queue;
+  zmq::message_t chunk;  // the next payload chunk, built, when its connection could not take it yet
+  bool chunk_ready = false;
   struct Pending {
     uint64_t link_epoch, seq;
     std::vector<uint8_t> bytes;
@@ -112,6 +121,8 @@ Transport::Transport(TransportConfig config) : config_(std::move(config)) {
   configure_curve_server(router_, config_.keys);
   router_.set(zmq::sockopt::linger, 0);
   router_.set(zmq::sockopt::router_handover, 1);
+  // A frame to a route that is gone fails (EHOSTUNREACH) instead of vanishing: counted as no_route.
+  router_.set(zmq::sockopt::router_mandatory, 1);
   router_.set(zmq::sockopt::rcvhwm, kRouterRcvHwm);
   router_.set(zmq::sockopt::maxmsgsize, int64_t(kMaxFrameBytes));
   router_.set(zmq::sockopt::heartbeat_ivl, config_.heartbeat_ivl_ms);
@@ -132,12 +143,15 @@ Transport::~Transport() { zmq_socket_monitor(router_.handle(), nullptr, 0); }
 
 std::string Transport::endpoint() const { return router_.get(zmq::sockopt::last_endpoint); }
 
-zmq::socket_t Transport::connect_dealer(const g::PeerInfo& to, int sndhwm) {
+zmq::socket_t Transport::connect_dealer(const g::PeerInfo& to, int sndhwm, std::string routing_id) {
   zmq::socket_t s(ctx_, zmq::socket_type::dealer);
   configure_curve_client(s, config_.keys, to.id);
   s.set(zmq::sockopt::linger, config_.linger_ms);
+  if (!routing_id.empty()) s.set(zmq::sockopt::routing_id, routing_id);
   s.set(zmq::sockopt::sndhwm, sndhwm);
-  s.set(zmq::sockopt::rcvhwm, 1);  // nothing comes back on a DEALER
+  // What comes back: the peer's frames to us when it cannot dial us (our route).
+  s.set(zmq::sockopt::rcvhwm, kRouterRcvHwm);
+  s.set(zmq::sockopt::maxmsgsize, int64_t(kMaxFrameBytes));
   s.set(zmq::sockopt::reconnect_ivl_max, kReconnectIvlMaxMs);
   s.set(zmq::sockopt::heartbeat_ivl, config_.heartbeat_ivl_ms);
   s.set(zmq::sockopt::heartbeat_timeout, config_.heartbeat_timeout_ms);
@@ -160,30 +174,74 @@ Transport::Outbound& Transport::outbound(const g::PeerInfo& to) {
   if (it == out_.end()) {
     auto o = std::make_unique<Outbound>();
     o->addr = to.addr;
-    o->control = connect_dealer(to, kControlSndHwm);
+    o->routed = to.addr.empty();
+    if (!o->routed) {
+      o->control = connect_dealer(to, kControlSndHwm, route_id(id(), 'c'));
+      if (config_.eager_bulk) o->bulk = connect_dealer(to, kBulkSndHwm, route_id(id(), 'b'));
+    }
     it = out_.emplace(to.id, std::move(o)).first;
   }
   return *it->second;
 }
 
-bool Transport::try_send(zmq::socket_t& s, const g::PeerId& to, zmq::message_t& frame) {
+Transport::Sent Transport::try_send(Outbound& o, bool bulk, const g::PeerId& to, zmq::message_t& frame) {
   const size_t n = frame.size();
-  if (!s.send(frame, zmq::send_flags::dontwait)) return false;
+  if (!o.routed) {
+    if (!(bulk ? o.bulk : o.control).send(frame, zmq::send_flags::dontwait)) return Sent::later;
+  } else {
+    const auto route = routes_.find(to);
+    if (route == routes_.end() || !route->second) return Sent::no_route;
+    // Payloads take the peer's bulk connection, or its control one where it opened no bulk connection.
+    bool sent = false;
+    for (const char kind : bulk ? std::string_view("bc") : std::string_view("c")) {
+      const std::string rid = route_id(to, kind);
+      zmq::message_t head(rid.data(), rid.size());
+      try {
+        if (!router_.send(head, zmq::send_flags::dontwait | zmq::send_flags::sndmore)) return Sent::later;
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EHOSTUNREACH) continue;
+        throw;
+      }
+      // Once the routing id is taken, the frame is: ROUTER checks the pipe's room at the first part.
+      sent = router_.send(frame, zmq::send_flags::dontwait).has_value();
+      break;
+    }
+    if (!sent) return Sent::no_route;
+  }
   for (LinkCounters* c : {&counters_.total, &counters_.peers[to]}) c->bytes_out += n;
-  return true;
+  return Sent::yes;
 }
 
 void Transport::send(const g::PeerInfo& to, const g::Message& m) {
   Outbound& o = outbound(to);
   const std::vector<uint8_t> bytes = wire::encode(m);
   zmq::message_t frame(bytes.data(), bytes.size());
-  if (o.control_queue.empty() && try_send(o.control, to.id, frame)) {
+  const Sent sent = o.control_queue.empty() ? try_send(o, false, to.id, frame) : Sent::later;
+  if (sent == Sent::yes) {
     ++counters_.total.messages_out, ++counters_.peers[to.id].messages_out;
+  } else if (sent == Sent::no_route) {
+    reject(&to.id, "no_route", "outbound-only peer with no connection to us, message not sent");
   } else if (o.control_queue.size() < config_.max_queued_control) {
     o.control_queue.push_back(std::move(frame));
   } else {
     reject(&to.id, "queue_full", "control queue full, message not sent");
   }
+}
+
+void Transport::dial_back(const g::PeerInfo& to, const g::Message& m) {
+  if (to.addr.empty()) return;
+  if (dial_backs_.size() >= kMaxDialBacks) {
+    ++counters_.dial_backs_dropped;
+    return;
+  }
+  // No routing id of ours: this connection must not take over our route at the peer.
+  zmq::socket_t s = connect_dealer(to, 1, {});
+  s.set(zmq::sockopt::linger, 0);
+  const std::vector<uint8_t> bytes = wire::encode(m);
+  zmq::message_t frame(bytes.data(), bytes.size());
+  (void)s.send(frame, zmq::send_flags::dontwait);  // queued until the connection is up
+  dial_backs_.push_back({std::move(s), Clock::now() + config_.dial_back_lifetime});
+  ++counters_.dial_backs;
 }
 
 void Transport::send_to_addr(const std::string& join_address, const g::Message& m) {
@@ -201,7 +259,7 @@ bool Transport::send_payload(const g::PeerInfo& to, uint64_t link_epoch, uint64_
     reject(&to.id, "queue_full", "payload queue full, payload not sent");
     return false;
   }
-  if (!o.bulk) o.bulk = connect_dealer(to, kBulkSndHwm);
+  if (!o.routed && !o.bulk) o.bulk = connect_dealer(to, kBulkSndHwm, route_id(id(), 'b'));
   const auto chunks =
       uint32_t(std::max<size_t>(1, (bytes.size() + config_.chunk_bytes - 1) / config_.chunk_bytes));
   o.bulk_queue.push_back({link_epoch, seq, std::move(bytes), 0, chunks});
@@ -217,24 +275,42 @@ size_t Transport::queued_payloads(const g::PeerId& to) const {
 // Sends what the sockets accept without blocking: queued control frames first,
 // then payload chunks until the bulk socket's small HWM is reached.
 void Transport::pump(const g::PeerId& to, Outbound& o) {
-  while (!o.control_queue.empty() && try_send(o.control, to, o.control_queue.front())) {
+  while (!o.control_queue.empty()) {
+    const Sent sent = try_send(o, false, to, o.control_queue.front());
+    if (sent == Sent::later) break;
     o.control_queue.pop_front();
-    ++counters_.total.messages_out, ++counters_.peers[to].messages_out;
+    if (sent == Sent::yes)
+      ++counters_.total.messages_out, ++counters_.peers[to].messages_out;
+    else
+      reject(&to, "no_route", "outbound-only peer with no connection to us, message not sent");
   }
   // Build a chunk's frame only when the socket will take it: poll() pumps on every wake-up, and a
-  // full socket would otherwise cost a discarded copy of a chunk each time. The frame is written in
-  // place into the message libzmq sends, so each payload byte is copied once on this side.
-  while (!o.bulk_queue.empty() && (o.bulk.get(zmq::sockopt::events) & ZMQ_POLLOUT)) {
+  // full socket would otherwise cost a discarded copy of a chunk each time (a route cannot be asked:
+  // its built chunk waits in o.chunk). The frame is written in place into the message libzmq sends,
+  // so each payload byte is copied once on this side.
+  while (!o.bulk_queue.empty()) {
     Outbound::Pending& p = o.bulk_queue.front();
-    const size_t begin = size_t(p.next_chunk) * config_.chunk_bytes;
-    const size_t n = std::min(p.bytes.size() - begin, config_.chunk_bytes);
-    const std::vector<uint8_t> header =
-        wire::payload_chunk_header(p.link_epoch, p.seq, p.next_chunk, p.chunk_count, n);
-    zmq::message_t frame(header.size() + n);
-    auto* dst = static_cast<uint8_t*>(frame.data());
-    std::memcpy(dst, header.data(), header.size());
-    if (n != 0) std::memcpy(dst + header.size(), p.bytes.data() + begin, n);
-    if (!try_send(o.bulk, to, frame)) return;
+    if (!o.chunk_ready) {
+      if (!o.routed && !(o.bulk.get(zmq::sockopt::events) & ZMQ_POLLOUT)) return;
+      const size_t begin = size_t(p.next_chunk) * config_.chunk_bytes;
+      const size_t n = std::min(p.bytes.size() - begin, config_.chunk_bytes);
+      const std::vector<uint8_t> header =
+          wire::payload_chunk_header(p.link_epoch, p.seq, p.next_chunk, p.chunk_count, n);
+      o.chunk.rebuild(header.size() + n);
+      auto* dst = static_cast<uint8_t*>(o.chunk.data());
+      std::memcpy(dst, header.data(), header.size());
+      if (n != 0) std::memcpy(dst + header.size(), p.bytes.data() + begin, n);
+      o.chunk_ready = true;
+    }
+    const Sent sent = try_send(o, true, to, o.chunk);
+    if (sent == Sent::later) return;
+    o.chunk_ready = false;
+    if (sent == Sent::no_route) {  // the whole payload: the receiver drops a payload with a gap anyway
+      reject(&to, "no_route", "outbound-only peer with no connection to us, payload not sent");
+      reaper_.release(std::move(p.bytes));
+      o.bulk_queue.pop_front();
+      continue;
+    }
     if (++p.next_chunk == p.chunk_count) {
       reaper_.release(std::move(p.bytes));
       o.bulk_queue.pop_front();
@@ -247,24 +323,39 @@ std::vector<Incoming> Transport::poll(std::chrono::milliseconds timeout) {
   std::vector<Incoming> got;
   const auto deadline = Clock::now() + timeout;
   for (;;) {
-    for (auto& [id, o] : out_) pump(id, *o);
+    bool waiting_route = false;  // a route's queue is full: no poll item says when it drains
+    for (auto& [id, o] : out_) {
+      pump(id, *o);
+      waiting_route |= o->routed && (!o->control_queue.empty() || !o->bulk_queue.empty());
+    }
     std::vector<zmq::pollitem_t> items = {{router_.handle(), 0, ZMQ_POLLIN, 0},
                                           {zap_->socket().handle(), 0, ZMQ_POLLIN, 0},
                                           {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+    constexpr size_t kFixed = 3;
+    std::vector<std::pair<const g::PeerId*, zmq::socket_t*>> dealers;  // of items[kFixed + i]
     for (auto& [id, o] : out_) {
-      if (!o->control_queue.empty()) items.push_back({o->control.handle(), 0, ZMQ_POLLOUT, 0});
-      if (!o->bulk_queue.empty()) items.push_back({o->bulk.handle(), 0, ZMQ_POLLOUT, 0});
+      for (const bool bulk : {false, true}) {
+        zmq::socket_t& s = bulk ? o->bulk : o->control;
+        if (!s) continue;  // a route, or no payload yet
+        const bool queued = bulk ? !o->bulk_queue.empty() : !o->control_queue.empty();
+        items.push_back({s.handle(), 0, short(ZMQ_POLLIN | (queued ? ZMQ_POLLOUT : 0)), 0});
+        dealers.emplace_back(&id, &s);
+      }
     }
     // Rounded up: zmq::poll counts whole milliseconds, and the sub-millisecond rest of every
     // timeout, rounded down to 0, made this loop spin until the deadline.
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    if (waiting_route) left = std::min(left, std::chrono::milliseconds(2));
     zmq::poll(items, std::max(left, std::chrono::milliseconds(0)));
     if (items[1].revents & ZMQ_POLLIN) zap_->handle_pending();
     if (items[2].revents & ZMQ_POLLIN) read_monitor();
     if (items[0].revents & ZMQ_POLLIN) receive_all(got);
+    for (size_t i = 0; i < dealers.size(); ++i)
+      if (items[kFixed + i].revents & ZMQ_POLLIN) receive_dealer(*dealers[i].first, *dealers[i].second, got);
     if (!got.empty() || Clock::now() >= deadline) break;
   }
   expire_partials();
+  std::erase_if(dial_backs_, [now = Clock::now()](const DialBackSocket& d) { return now >= d.closes; });
   counters_.zap_admitted = zap_->admitted();
   counters_.zap_denied = zap_->denied();
   return got;
@@ -282,6 +373,20 @@ void Transport::read_monitor() {
   }
 }
 
+namespace {
+// Reads the rest of a multipart message; true if there was any.
+bool drain_parts(zmq::socket_t& s, const zmq::message_t& first) {
+  bool extra = false;
+  for (bool more = first.more(); more;) {
+    zmq::message_t part;
+    (void)s.recv(part);
+    extra = true;
+    more = part.more();
+  }
+  return extra;
+}
+}  // namespace
+
 void Transport::receive_all(std::vector<Incoming>& out) {
   size_t bytes = 0;
   for (size_t n = 0; n < kMaxFramesPerPoll && bytes < kMaxBytesPerPoll; ++n) {
@@ -290,13 +395,7 @@ void Transport::receive_all(std::vector<Incoming>& out) {
     if (!routing_id.more()) continue;  // cannot happen on a ROUTER
     (void)router_.recv(frame);
     bytes += frame.size();
-    bool extra = false;
-    while (frame.more()) {  // a multipart message: drain it, part by part
-      zmq::message_t part;
-      (void)router_.recv(part);
-      extra = true;
-      if (!part.more()) break;
-    }
+    const bool multipart = drain_parts(router_, frame);
     const char* user_id = zmq_msg_gets(frame.handle(), "User-Id");
     const auto from = user_id ? g::peer_id_from_z85(user_id) : std::nullopt;
     if (!from) {
@@ -304,26 +403,50 @@ void Transport::receive_all(std::vector<Incoming>& out) {
       reject(nullptr, "unauthenticated", "frame without an authenticated key");
       continue;
     }
-    for (LinkCounters* c : {&counters_.total, &counters_.peers[*from]}) c->bytes_in += frame.size();
-    if (extra) {
-      reject(&*from, "multipart", "multipart message");
-      continue;
+    // A routing id of ours names its key: the connection is that peer's route, if the key signed the frame.
+    const std::string_view rid(static_cast<const char*>(routing_id.data()), routing_id.size());
+    if (rid.size() == 2 + from->size() && rid[0] == 'm') {
+      if (std::memcmp(rid.data() + 2, from->data(), from->size()) != 0) {
+        g::PeerId claimed;
+        std::memcpy(claimed.data(), rid.data() + 2, claimed.size());
+        if (const auto it = routes_.find(claimed); it != routes_.end()) it->second = false;
+        reject(&*from, "route_claim", "routing id names another peer's key");
+        continue;
+      }
+      routes_[*from] = true;
     }
-    wire::Decoded<wire::Frame> r =
-        wire::decode_frame({static_cast<const uint8_t*>(frame.data()), frame.size()});
-    if (!r) {
-      reject(&*from, "malformed", r.error);
-      continue;
-    }
-    if (auto* chunk = std::get_if<wire::PayloadChunk>(&*r.value)) {
-      reassemble(*from, *chunk, out);  // its bytes are still in `frame`
-    } else {
-      accept(*from, std::move(std::get<g::Message>(*r.value)), out);
-    }
+    const char* addr = zmq_msg_gets(frame.handle(), "Peer-Address");
+    receive_frame(*from, frame, multipart, addr ? addr : "", out);
   }
 }
 
-void Transport::accept(const g::PeerId& from, g::Message m, std::vector<Incoming>& out) {
+void Transport::receive_dealer(const g::PeerId& from, zmq::socket_t& s, std::vector<Incoming>& out) {
+  size_t bytes = 0;
+  for (size_t n = 0; n < kMaxFramesPerPoll && bytes < kMaxBytesPerPoll; ++n) {
+    zmq::message_t frame;
+    if (!s.recv(frame, zmq::recv_flags::dontwait)) return;
+    bytes += frame.size();
+    const bool multipart = drain_parts(s, frame);
+    receive_frame(from, frame, multipart, {}, out);  // from: the key the CURVE handshake checked
+  }
+}
+
+void Transport::receive_frame(const g::PeerId& from, zmq::message_t& frame, bool multipart,
+                              std::string observed, std::vector<Incoming>& out) {
+  for (LinkCounters* c : {&counters_.total, &counters_.peers[from]}) c->bytes_in += frame.size();
+  if (multipart) return reject(&from, "multipart", "multipart message");
+  wire::Decoded<wire::Frame> r =
+      wire::decode_frame({static_cast<const uint8_t*>(frame.data()), frame.size()});
+  if (!r) return reject(&from, "malformed", r.error);
+  if (auto* chunk = std::get_if<wire::PayloadChunk>(&*r.value)) {
+    reassemble(from, *chunk, out);  // its bytes are still in `frame`
+  } else {
+    accept(from, std::move(std::get<g::Message>(*r.value)), std::move(observed), out);
+  }
+}
+
+void Transport::accept(const g::PeerId& from, g::Message m, std::string observed,
+                       std::vector<Incoming>& out) {
   const g::PeerInfo* self = nullptr;
   if (auto* h = std::get_if<g::Hello>(&m)) self = &h->self;
   if (auto* w = std::get_if<g::Welcome>(&m)) self = &w->self;
@@ -332,7 +455,7 @@ void Transport::accept(const g::PeerId& from, g::Message m, std::vector<Incoming
     return;
   }
   ++counters_.total.messages_in, ++counters_.peers[from].messages_in;
-  out.push_back({from, std::move(m)});
+  out.push_back({from, std::move(m), std::move(observed)});
 }
 
 // Chunks of one payload arrive in order on the sender's bulk connection; one
@@ -416,7 +539,7 @@ const char* Transport::refusal(const g::PeerId& from, const wire::PayloadChunk& 
 
 void Transport::deliver(const g::PeerId& from, g::Payload p, std::vector<Incoming>& out) {
   ++counters_.total.messages_in, ++counters_.peers[from].messages_in;
-  out.push_back({from, std::move(p)});
+  out.push_back({from, std::move(p), {}});
 }
 
 // A sender that goes quiet mid-payload (stalled, gone, or hostile) must not pin its buffer.
@@ -457,6 +580,7 @@ void Transport::reject(const g::PeerId* from, const std::string& reason, const s
 
 void Transport::forget(const g::PeerId& peer) {
   out_.erase(peer);
+  routes_.erase(peer);
   drop_partial(peer);
 }
 

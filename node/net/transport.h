@@ -10,6 +10,13 @@
 // PeerInfo.id. A join address, typed by a person, carries the key as well
 // ("KEY@HOST:PORT"), because a CURVE client cannot connect without it.
 //
+// Outbound-only peers (PeerInfo.addr empty: behind NAT, nobody can dial them) are
+// answered over the connections they opened: our DEALERs name themselves by a
+// routing id made of our key (route_id), so the ROUTER on the other side can
+// address them, and every DEALER also receives. A route is used only while the
+// latest frame that came on it was signed by the key it names (docs/protocol.md,
+// "Routes").
+//
 // Threading: a Transport is used by ONE thread (its sockets and the ZAP handler
 // are not thread-safe). That thread must call poll() regularly: it answers ZAP
 // requests (others' handshakes with us wait for it) and paces the bulk queues.
@@ -57,11 +64,17 @@ struct TransportConfig {
   // 1 MiB at 100 kbit/s takes 84 s.
   int heartbeat_ivl_ms = 10'000, heartbeat_timeout_ms = 120'000;
   int linger_ms = 1'000;  // how long closing waits for queued messages (Bye)
+  // Open the bulk connection with the control one, not at the first payload: a peer that others cannot
+  // dial needs both open before they can send it payloads (over its bulk route).
+  bool eager_bulk = false;
+  // How long a dial-back connection (dial_back) lives: its message goes out or is dropped by then.
+  std::chrono::milliseconds dial_back_lifetime{10'000};
 };
 
 struct Incoming {
   gossip::PeerId from{};  // authenticated
   gossip::Message msg;    // a Payload arrives reassembled: chunk 0 of chunk_count 1
+  std::string observed;   // the sender's IP as the connection shows it, for frames on our ROUTER
 };
 
 struct LinkCounters {
@@ -72,7 +85,9 @@ struct LinkCounters {
   // out of order or a payload abandoned half-way), oversize (beyond max_payload_bytes),
   // memory (max_reassembly_bytes in use), no_link (the payload filter refused it),
   // timeout (a partial payload whose sender went quiet), queue_full (outgoing control
-  // or payload refused). Every chunk of a refused payload counts under its reason.
+  // or payload refused), no_route (to an outbound-only peer with no connection to us open),
+  // route_claim (a frame whose routing id names another key). Every chunk of a refused payload counts
+  // under its reason.
   std::map<std::string, uint64_t> rejected;
 };
 
@@ -84,7 +99,8 @@ struct TransportCounters {
   // ZMQ_MAXMSGSIZE (libzmq drops the connection without surfacing the frame).
   uint64_t disconnects = 0;
   uint64_t unauthenticated = 0;  // frames without a User-Id (cannot happen while ZAP is enforced)
-  std::string last_reject;       // "<peer>: <reason>" of the latest dropped frame, for logs
+  uint64_t dial_backs = 0, dial_backs_dropped = 0;  // dial_back connections opened, refused (too many)
+  std::string last_reject;  // "<peer>: <reason>" of the latest dropped frame, for logs
 };
 
 // Parses "KEY@HOST:PORT" (KEY: a 40-character Z85 public key as keygen prints it)
@@ -93,6 +109,10 @@ gossip::PeerInfo parse_join_address(const std::string& text);
 
 // Largest frame a ROUTER accepts (ZMQ_MAXMSGSIZE): one full chunk plus envelope.
 inline constexpr size_t kMaxFrameBytes = gossip::kMaxChunkBytes + 128;
+
+// The routing id our DEALERs of `kind` ('c' control, 'b' bulk) carry: 'm', kind, then the 32-byte key
+// (libzmq reserves ids that start with a zero byte).
+std::string route_id(const gossip::PeerId& id, char kind);
 
 // Mirrors the counters into `m`: murmur_transport_dropped_total{peer,reason} (peers by
 // m.peer_label, the rest summed as "unknown"), murmur_transport_disconnects_total,
@@ -119,6 +139,10 @@ class Transport {
   void send(const gossip::PeerInfo& to, const gossip::Message& m);
   // The same for a join address "KEY@HOST:PORT" (throws if malformed).
   void send_to_addr(const std::string& join_address, const gossip::Message& m);
+  // `m` on a connection of its own to `to.addr` (a dial-back), closed after dial_back_lifetime; never the
+  // peer's usual connection, so its arrival proves the address. At most kMaxDialBacks open at once.
+  void dial_back(const gossip::PeerInfo& to, const gossip::Message& m);
+  static constexpr size_t kMaxDialBacks = 16;
   // Queues a payload, sent in chunks of chunk_bytes as the link drains (paced by
   // poll()). False when max_queued_payloads are already waiting for this peer.
   // Throws std::invalid_argument beyond max_payload_bytes.
@@ -156,12 +180,25 @@ class Transport {
     const char* refused = nullptr;  // why: the rest of its chunks are dropped unread, counted so
   };
 
+  enum class Sent { yes, later, no_route };  // what became of a frame handed to a connection
+  struct DialBackSocket {
+    zmq::socket_t socket;
+    std::chrono::steady_clock::time_point closes;
+  };
+
   Outbound& outbound(const gossip::PeerInfo& to);
-  zmq::socket_t connect_dealer(const gossip::PeerInfo& to, int sndhwm);
-  bool try_send(zmq::socket_t& s, const gossip::PeerId& to, zmq::message_t& frame);  // moves it when sent
+  zmq::socket_t connect_dealer(const gossip::PeerInfo& to, int sndhwm, std::string routing_id);
+  // Sends on `o`'s control (bulk: its bulk) connection: its DEALER, or its route through our ROUTER. Moves
+  // the frame when sent; false when the connection cannot take it now (or has no route: then counted).
+  Sent try_send(Outbound& o, bool bulk, const gossip::PeerId& to, zmq::message_t& frame);
   void pump(const gossip::PeerId& to, Outbound& o);
   void receive_all(std::vector<Incoming>& out);
-  void accept(const gossip::PeerId& from, gossip::Message m, std::vector<Incoming>& out);
+  void receive_dealer(const gossip::PeerId& from, zmq::socket_t& s, std::vector<Incoming>& out);
+  // One frame from an authenticated sender, on any socket.
+  void receive_frame(const gossip::PeerId& from, zmq::message_t& frame, bool multipart, std::string observed,
+                     std::vector<Incoming>& out);
+  void accept(const gossip::PeerId& from, gossip::Message m, std::string observed,
+              std::vector<Incoming>& out);
   void reassemble(const gossip::PeerId& from, const gossip::wire::PayloadChunk& p,
                   std::vector<Incoming>& out);
   void start_payload(const gossip::PeerId& from, const gossip::wire::PayloadChunk& first,
@@ -181,6 +218,10 @@ class Transport {
   zmq::socket_t router_;
   zmq::socket_t monitor_;
   std::map<gossip::PeerId, std::unique_ptr<Outbound>> out_;
+  // Peers whose route (their DEALERs' connections to our ROUTER) we may use: the latest frame on it was
+  // theirs. A frame on it signed by another key withdraws it until its owner speaks again.
+  std::map<gossip::PeerId, bool> routes_;
+  std::vector<DialBackSocket> dial_backs_;
   std::map<gossip::PeerId, Reassembly> partial_;
   size_t partial_bytes_ = 0;
   PayloadFilter payload_filter_;

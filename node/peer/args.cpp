@@ -43,6 +43,13 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
   cmd.add_option("--advertise", a.advertise, "Address other peers dial (default: the bound address)")
       ->group(net);
   cmd.add_option("--join", a.join, "KEY@HOST:PORT of a peer already in the run (repeatable)")->group(net);
+  cmd.add_option("--reachability", a.reachability,
+                 "Can other peers dial --advertise? auto: a peer this one joins through dials it back to\n"
+                 "find out (a peer that joins nobody is public); public: yes; outbound: no (behind NAT or\n"
+                 "a firewall). A peer nobody can dial still trains: it opens its links itself")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "public", "outbound"}))
+      ->group(net);
   cmd.add_option("--dial-via", a.dial_via, "ADDR=VIA: reach ADDR through VIA, e.g. a netem relay")
       ->group(net);
   cmd.add_option("--allow", a.allow, "Allow-list: one public key per line; only these peers are admitted")
@@ -240,6 +247,9 @@ void validate_peer_args(const PeerArgs& a) {
     throw std::invalid_argument("--data is required (a directory made by `murmur data prepare`)");
   a.model.config();  // throws naming the known presets, or a bad shape
   if (a.degree > a.max_degree) throw std::invalid_argument("--degree must not exceed --max-degree");
+  if (a.reachability != "auto" && a.reachability != "public" && a.reachability != "outbound")
+    throw std::invalid_argument("--reachability must be auto, public or outbound, not '" + a.reachability +
+                                "'");
   if ((a.algo == "allreduce" || a.algo == "diloco") && a.expect_peers < 1)
     throw std::invalid_argument("--algo " + a.algo + " needs --expect-peers N (the ring's size)");
   if (a.train.steps < a.inner_steps) throw std::invalid_argument("--steps must be at least --inner-steps");
@@ -285,6 +295,13 @@ gossip::RoundConfig round_config(const PeerArgs& a) {
   c.wait_max = static_cast<gossip::Millis>(std::llround(a.wait_max_s * 1e3));
   c.strikes_to_cut = a.strikes_to_cut;
   return c;
+}
+
+gossip::MembershipConfig::Reach reach_of(const PeerArgs& a) {
+  using Reach = gossip::MembershipConfig::Reach;
+  if (a.reachability == "outbound") return Reach::outbound;
+  if (a.reachability == "public" || a.join.empty()) return Reach::assumed;
+  return Reach::check;
 }
 
 gossip::RunIdentity run_identity(const PeerArgs& a) {

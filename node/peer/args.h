@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gossip/byzantine.h"
+#include "gossip/membership.h"
 #include "gossip/round_driver.h"
 #include "gossip/run_identity.h"
 #include "node/run/options.h"
@@ -25,7 +26,10 @@ struct PeerArgs {
   std::string advertise;              // address others dial (default: the bound listen address)
   std::vector<std::string> join;      // KEY@HOST:PORT of any peers of the run
   std::vector<std::string> dial_via;  // ADDR=VIA: dial ADDR through VIA (netem relays)
-  std::string allow;                  // allow-list file; empty with --open
+  // public: others can dial --advertise; outbound: nobody can (behind NAT); auto: a peer it joins
+  // through dials it back to find out (public when it joins nobody: the first seed).
+  std::string reachability = "auto";
+  std::string allow;  // allow-list file; empty with --open
   bool open = false;
   int metrics_port = -1;  // Prometheus /metrics on 127.0.0.1:P (0 = any free port, -1 = off)
   // reassembly bounds against hostile peers (docs/protocol.md, "Limits")
@@ -87,6 +91,9 @@ void validate_peer_args(const PeerArgs& a);
 // The gossip round's settings (consensus, guard, outer step, wait) from the flags: one place for the
 // peer, the simulator and the lab. Throws std::invalid_argument naming a bad value.
 gossip::RoundConfig round_config(const PeerArgs& a);
+// --reachability as membership takes it: auto checks by dial-back when the peer joins someone.
+gossip::MembershipConfig::Reach reach_of(const PeerArgs& a);
+
 // The settings every peer of the run must share (gossip/run_identity.h), from the flags.
 gossip::RunIdentity run_identity(const PeerArgs& a);
 // The attack of a Byzantine peer (--byzantine), if any.

@@ -71,7 +71,7 @@ void NetLoop::handle(net::Incoming&& in, Millis now) {
     mailbox_.push_event(InPayload{in.from, p->link_epoch, p->seq, std::move(p->bytes)});
     return;
   }
-  membership_.on_message(in.from, in.msg, now);
+  membership_.on_message(in.from, in.msg, now, in.observed);
 }
 
 void NetLoop::carry_out(Millis now) {
@@ -81,6 +81,10 @@ void NetLoop::carry_out(Millis now) {
       transport_.send(s->to, s->msg);
     } else if (auto* a = std::get_if<gossip::SendToAddr>(&action)) {
       transport_.send_to_addr(a->addr, a->msg);
+    } else if (auto* d = std::get_if<gossip::DialBack>(&action)) {
+      transport_.dial_back(d->to, d->msg);
+    } else if (auto* r = std::get_if<gossip::Reachability>(&action)) {
+      report(*r);
     } else if (auto* up = std::get_if<gossip::LinkUp>(&action)) {
       mailbox_.push_event(LinkEvent{true, up->peer, up->epoch, up->their_degree});
       if (log_)
@@ -119,6 +123,28 @@ void NetLoop::carry_out(Millis now) {
     }
   }
   send_payloads();
+}
+
+void NetLoop::report(const gossip::Reachability& r) {
+  const std::string seen = r.observed.empty() ? "" : " (peers see it at " + r.observed + ")";
+  if (r.dialable)
+    std::printf("reachable: peer %s dialled this peer back at %s; advertised%s\n",
+                gossip::short_name(r.by).c_str(), r.addr.c_str(), seen.c_str());
+  else if (r.addr.empty())
+    std::printf("reachability: outbound-only by --reachability%s; this peer opens its links itself\n",
+                seen.c_str());
+  else
+    std::printf(
+        "not reachable: no peer could dial %s%s; training outbound-only (it opens its links "
+        "itself; behind NAT, forward the port and pass --advertise to be dialable)\n",
+        r.addr.c_str(), seen.c_str());
+  std::fflush(stdout);
+  if (log_)
+    log_->write({{"event", "reachability"},
+                 {"dialable", r.dialable},
+                 {"addr", r.addr},
+                 {"observed", r.observed},
+                 {"elapsed_ms", now_ms()}});
 }
 
 // In order per peer, so each link's sequence stays gap-free.

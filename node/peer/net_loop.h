@@ -49,6 +49,7 @@ class NetLoop {
   void handle(net::Incoming&& in, gossip::Millis now);
   void send_payloads();
   void carry_out(gossip::Millis now);
+  void report(const gossip::Reachability& r);  // on stdout and in the log
   bool payloads_queued() const;  // this peer still has payloads to send to a neighbour
   void publish(double elapsed_s);
   gossip::Millis now_ms() const;
