@@ -14,6 +14,12 @@ namespace {
 int rank(PeerState s) { return static_cast<int>(s); }  // alive < suspect < dead < left
 bool gone(PeerState s) { return s == PeerState::dead || s == PeerState::left; }
 
+// "tcp://0.0.0.0:P" or "tcp://[::]:P": a peer listening on every interface, not an address to dial.
+bool wildcard_host(const std::string& addr) {
+  return addr.rfind("tcp://0.0.0.0:", 0) == 0 || addr.rfind("tcp://[::]:", 0) == 0 ||
+         addr.rfind("tcp://*:", 0) == 0;
+}
+
 // An empty address is valid: an outbound-only peer's (reached over the connections it opened).
 bool valid(const PeerInfo& p) { return p.addr.size() <= kMaxAddrLen; }
 
@@ -172,9 +178,15 @@ void Membership::handle(const PeerId& from, const Hello& m, Millis now, const st
   tell_if_gone(from);
   send(m.self, Welcome{self_, sample(static_cast<size_t>(cfg_.welcome_size), &from), cfg_.run,
                        observed.substr(0, kMaxAddrLen)});
-  // Dialled on a connection of its own: the Welcome above goes back the way the Hello came.
-  if (!m.dial_back.empty() && may_dial_back(from, now)) {
-    actions_.push_back(DialBack{{from, m.dial_back, m.self.incarnation}, Reachable{m.dial_back}});
+  // Dialled on a connection of its own: the Welcome above goes back the way the Hello came. A joiner
+  // listening on every interface is dialled where we saw it come from, at its port: behind NAT that
+  // works only where the port is forwarded, which is what the dial-back is there to find out.
+  std::string target = m.dial_back;
+  if (wildcard_host(target) && !observed.empty())
+    target = "tcp://" + (observed.find(':') != std::string::npos ? "[" + observed + "]" : observed) +
+             target.substr(target.rfind(':'));
+  if (!target.empty() && target.size() <= kMaxAddrLen && may_dial_back(from, now)) {
+    actions_.push_back(DialBack{{from, target, m.self.incarnation}, Reachable{target}});
     ++counters_.dial_backs;
   }
 }
@@ -194,8 +206,10 @@ bool Membership::may_dial_back(const PeerId& id, Millis now) {
 // empty address everywhere. Anyone admitted may claim so: a liar only makes us advertise an address that
 // fails, which its own misbehaviour costs us anyway (docs/membership.md).
 void Membership::handle(const PeerId& from, const Reachable& m, Millis) {
-  if (!self_.addr.empty() || candidate_.empty() || m.addr != candidate_) return ignore();
-  self_.addr = candidate_;
+  const auto port = [](const std::string& a) { return a.substr(std::min(a.size(), a.rfind(':'))); };
+  const bool ours = m.addr == candidate_ || (wildcard_host(candidate_) && port(m.addr) == port(candidate_));
+  if (!self_.addr.empty() || candidate_.empty() || !ours) return ignore();
+  self_.addr = m.addr;
   if (self_.incarnation < kMaxIncarnation) ++self_.incarnation;
   reach_deadline_ = std::numeric_limits<Millis>::max();
   actions_.push_back(Reachability{true, self_.addr, observed_, from});

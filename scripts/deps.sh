@@ -12,8 +12,8 @@ build_packages=(
   libboost-dev libboost-system-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libspdlog-dev libicu-dev libgtest-dev libgmock-dev
 )
-# ...and the comparisons with PyTorch and the plots.
-packages=("${build_packages[@]}" python3-torch python3-numpy gnuplot-nox)
+# ...and the comparisons with PyTorch, the plots, and the NAT test's namespaces.
+packages=("${build_packages[@]}" python3-torch python3-numpy gnuplot-nox iproute2 nftables)
 if [ "${1:-}" = "--list-build" ]; then
   printf '%s\n' "${build_packages[@]}"
   exit 0

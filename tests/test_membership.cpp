@@ -946,6 +946,13 @@ TEST(MembershipReach, AJoinerIsDialledBackAtMostOncePerInterval) {
   out = seed.take_actions();
   EXPECT_EQ(actions_of<DialBack>(out).size(), 1u);
   EXPECT_EQ(seed.counters().dial_backs, 2u);
+  // A joiner listening on every interface is dialled at the address it was seen at, on its port.
+  hello.self.id = PeerId{3};
+  hello.dial_back = "tcp://0.0.0.0:7000";
+  seed.on_message(PeerId{3}, hello, 0, "198.51.100.4");
+  const auto wild = actions_of<DialBack>(seed.take_actions());
+  ASSERT_EQ(wild.size(), 1u);
+  EXPECT_EQ(wild[0].to.addr, "tcp://198.51.100.4:7000");
 }
 
 TEST(MembershipReach, OnlyADialBackToTheCandidateMakesAPeerAdvertiseIt) {
@@ -965,4 +972,10 @@ TEST(MembershipReach, OnlyADialBackToTheCandidateMakesAPeerAdvertiseIt) {
   const auto reports = actions_of<Reachability>(j.take_actions());
   ASSERT_EQ(reports.size(), 1u);
   EXPECT_TRUE(reports[0].dialable);
+  // Listening on every interface: the address it was reached at, if on its port, is what it advertises.
+  Membership w({PeerId{4}, "tcp://0.0.0.0:7000", 5}, cfg, 1);
+  w.on_message(PeerId{1}, Reachable{"tcp://198.51.100.4:7001"}, 10);
+  EXPECT_TRUE(w.self().addr.empty());
+  w.on_message(PeerId{1}, Reachable{"tcp://198.51.100.4:7000"}, 20);
+  EXPECT_EQ(w.self().addr, "tcp://198.51.100.4:7000");
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "gossip/peer_id.h"
 #include "node/launch/process.h"
 #include "test_util.h"
 
@@ -43,6 +44,9 @@ class ManualSwarm {
     }
   }
   fs::path dir(int i) const { return out_ / ("peer-" + std::to_string(i)); }
+  std::string name(int i) const {
+    return murmur::gossip::short_name(*murmur::gossip::peer_id_from_z85(pub_[size_t(i)]));
+  }
   murmur::launch::Process start(int i, const std::vector<std::string>& extra) const {
     std::vector<std::string> argv = {murmur::test::murmur_bin(),
                                      "node",
@@ -186,6 +190,47 @@ TEST_F(SwarmTest, LateJoinerCatchesUpAndAKilledPeerDoesNotStopTheRest) {
     std::ifstream f(sw.dir(i) / "summary.json");
     const json s = json::parse(f, nullptr, false);
     EXPECT_EQ(s.value("status", ""), "finished") << i;
+  }
+}
+
+// Peers nobody can dial (--reachability outbound: as behind NAT) train with the one others can: they
+// open their links themselves and are answered over those connections. A peer that joins with the
+// --reachability auto is dialled back and advertises its address; the outbound-only ones advertise none.
+TEST_F(SwarmTest, OutboundOnlyPeersTrainThroughTheOnesOthersCanDial) {
+  const ManualSwarm sw(dir_->path() / "outbound", 4, config());
+  const std::vector<std::string> flags = {"--tokens-per-s-limit", "1000"};
+  std::vector<std::string> outbound = flags;
+  outbound.insert(outbound.end(), {"--reachability", "outbound"});
+  std::vector<murmur::launch::Process> procs;
+  procs.push_back(sw.start(0, flags));
+  std::vector<std::string> checked = flags;
+  checked.insert(checked.end(), {"--reachability", "auto"});
+  procs.push_back(sw.start(1, checked));
+  procs.push_back(sw.start(2, outbound));
+  procs.push_back(sw.start(3, outbound));
+  for (int i = 0; i < 4; ++i) {
+    const auto code = procs[static_cast<size_t>(i)].wait_for(std::chrono::seconds(180));
+    ASSERT_TRUE(code) << "peer " << i << " did not finish";
+    EXPECT_EQ(*code, 0) << "peer " << i;
+    const fs::path log = sw.dir(i) / "log.jsonl";
+    if (i > 0) {
+      const auto reach = read_jsonl(log, "reachability");
+      ASSERT_EQ(reach.size(), 1u) << i;
+      EXPECT_EQ(reach[0]["dialable"].get<bool>(), i == 1) << i;
+    }
+    EXPECT_EQ(read_jsonl(log, "first_exchange").size(), 1u) << i;
+    const auto rounds = sw.rounds(i);
+    ASSERT_FALSE(rounds.empty()) << i;
+    EXPECT_LT(rounds.back()["consensus_distance"].get<double>(), 0.3) << i;
+    // Peers 2 and 3 link only with 0 and 1 (they cannot reach each other).
+    for (const json& up : read_jsonl(log, "link_up"))
+      EXPECT_TRUE(i < 2 || up["peer"] != (i == 2 ? sw.name(3) : sw.name(2)));
+  }
+  // Everyone holds the outbound-only peers without an address, and peer 1 at its own.
+  for (const json& m : read_jsonl(sw.dir(0) / "log.jsonl", "member")) {
+    if (m["peer"] == sw.name(2) || m["peer"] == sw.name(3)) {
+      EXPECT_EQ(m["addr"], "");
+    }
   }
 }
 

@@ -167,17 +167,27 @@ zmq::socket_t Transport::connect_dealer(const g::PeerInfo& to, int sndhwm, std::
 
 Transport::Outbound& Transport::outbound(const g::PeerInfo& to) {
   auto it = out_.find(to.id);
-  if (it != out_.end() && it->second->addr != to.addr) {  // the peer moved or restarted elsewhere
+  std::unique_ptr<Outbound> moved;
+  if (it != out_.end() && it->second->addr != to.addr) {
+    // The peer moved, restarted elsewhere, or became dialable: what is queued goes the new way, a payload
+    // half-sent from its first chunk again (the receiver starts over at a chunk 0).
+    moved = std::move(it->second);
     out_.erase(it);
     it = out_.end();
   }
   if (it == out_.end()) {
     auto o = std::make_unique<Outbound>();
+    if (moved) {
+      o->control_queue = std::move(moved->control_queue);
+      o->bulk_queue = std::move(moved->bulk_queue);
+      if (!o->bulk_queue.empty()) o->bulk_queue.front().next_chunk = 0;
+    }
     o->addr = to.addr;
     o->routed = to.addr.empty();
     if (!o->routed) {
       o->control = connect_dealer(to, kControlSndHwm, route_id(id(), 'c'));
-      if (config_.eager_bulk) o->bulk = connect_dealer(to, kBulkSndHwm, route_id(id(), 'b'));
+      if (config_.eager_bulk || !o->bulk_queue.empty())
+        o->bulk = connect_dealer(to, kBulkSndHwm, route_id(id(), 'b'));
     }
     it = out_.emplace(to.id, std::move(o)).first;
   }

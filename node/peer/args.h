@@ -27,8 +27,10 @@ struct PeerArgs {
   std::vector<std::string> join;      // KEY@HOST:PORT of any peers of the run
   std::vector<std::string> dial_via;  // ADDR=VIA: dial ADDR through VIA (netem relays)
   // public: others can dial --advertise; outbound: nobody can (behind NAT); auto: a peer it joins
-  // through dials it back to find out (public when it joins nobody: the first seed).
-  std::string reachability = "auto";
+  // through dials it back to find out (public when it joins nobody: the first seed). Not the default
+  // yet: a peer found dialable moves its traffic from its own connections to dialled ones, and the
+  // ring baselines' segments can be reordered across that switch (docs/membership.md).
+  std::string reachability = "public";
   std::string allow;  // allow-list file; empty with --open
   bool open = false;
   int metrics_port = -1;  // Prometheus /metrics on 127.0.0.1:P (0 = any free port, -1 = off)

@@ -68,6 +68,10 @@ void NetLoop::handle(net::Incoming&& in, Millis now) {
     // the rest (sequence, snapshot, guard). The bytes move on: a model-sized copy here would hold up
     // this thread's probes.
     if (p->link_epoch != gossip::kRingEpoch) membership_.on_message(in.from, in.msg, now);
+    if (!exchanged_ && log_) {  // how long joining took, through NAT and dial-backs included
+      exchanged_ = true;
+      log_->write({{"event", "first_exchange"}, {"peer", gossip::short_name(in.from)}, {"elapsed_ms", now}});
+    }
     mailbox_.push_event(InPayload{in.from, p->link_epoch, p->seq, std::move(p->bytes)});
     return;
   }
@@ -154,6 +158,8 @@ void NetLoop::send_payloads() {
     auto& queue = it->second;
     while (!queue.empty() && transport_.queued_payloads(it->first) < kTransportQueue) {
       OutPayload& out = queue.front();
+      // Where the peer is now: the training side's copy may predate its dial-back or a restart.
+      if (auto now_at = membership_.info_of(out.to.id)) out.to = *now_at;
       payload_bytes_sent_ += out.bytes.size();
       transport_.send_payload(out.to, out.epoch, out.seq, std::move(out.bytes));
       queue.pop_front();

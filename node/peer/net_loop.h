@@ -50,7 +50,7 @@ class NetLoop {
   void send_payloads();
   void carry_out(gossip::Millis now);
   void report(const gossip::Reachability& r);  // on stdout and in the log
-  bool payloads_queued() const;  // this peer still has payloads to send to a neighbour
+  bool payloads_queued() const;                // this peer still has payloads to send to a neighbour
   void publish(double elapsed_s);
   gossip::Millis now_ms() const;
 
@@ -64,6 +64,7 @@ class NetLoop {
   // peer, so a slow link does not hold up the others).
   std::map<gossip::PeerId, std::deque<OutPayload>> pending_;
   uint64_t payload_bytes_sent_ = 0;
+  bool exchanged_ = false;  // a first payload arrived (logged once)
 };
 
 }  // namespace murmur::peer
