@@ -18,6 +18,7 @@
 #include <zmq.hpp>
 
 #include "node/net/keys.h"
+#include "node/net/metrics.h"
 #include "node/net/relay_service.h"
 #include "node/net/zap.h"
 
@@ -149,6 +150,15 @@ TEST(RelayService, BytesPassBothWaysIntact) {
   EXPECT_EQ(s.sessions[0].caller_to_callee, up.size());
   EXPECT_TRUE(s.sessions[0].paired);
   EXPECT_EQ(s.pairs, 1u);
+
+  MetricsRegistry m;
+  export_relay_stats(s, m);
+  const std::string text = m.render();
+  for (const std::string& line :
+       {"murmur_relay_bytes_total{direction=\"caller_to_callee\"} " + std::to_string(up.size()),
+        std::string("murmur_relay_pairs_total 1"),
+        std::string("murmur_relay_sessions_total{event=\"opened\"} 1")})
+    EXPECT_NE(text.find(line + "\n"), std::string::npos) << line << "\n" << text;
 }
 
 TEST(RelayService, ClosingOneSideClosesTheOtherAndReconnectsPairAgain) {

@@ -12,6 +12,7 @@
 // The cap is netem's sans-IO token bucket: murmur_net links murmur_netem already (for its units), and one
 // Shaper shared by every flow, asked in arrival order, is exactly the FIFO the fair share needs.
 #include "netem/shaper.h"
+#include "node/net/metrics.h"
 
 namespace murmur::net {
 namespace {
@@ -254,6 +255,19 @@ struct RelayService::Impl {
     return true;
   }
 };
+
+void export_relay_stats(const RelayStats& s, MetricsRegistry& m) {
+  CounterFamily& bytes =
+      m.counters("murmur_relay_bytes_total", "Bytes this peer relayed for others (ciphertext), by direction",
+                 {"direction"});
+  bytes.set({"caller_to_callee"}, s.caller_to_callee);
+  bytes.set({"callee_to_caller"}, s.callee_to_caller);
+  m.counters("murmur_relay_pairs_total", "Connection pairs the relay spliced", {}).set({}, s.pairs);
+  CounterFamily& sessions = m.counters("murmur_relay_sessions_total", "Relay sessions by event", {"event"});
+  sessions.set({"opened"}, s.sessions_opened);
+  sessions.set({"expired"}, s.sessions_expired);
+  sessions.set({"refused"}, s.sessions_refused);
+}
 
 RelayService::RelayService(RelayServiceConfig config)
     : config_(std::move(config)), impl_(std::make_unique<Impl>()) {

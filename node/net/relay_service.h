@@ -73,6 +73,12 @@ class RelaySessionLimit : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class MetricsRegistry;
+
+// Mirrors the totals into `m`: murmur_relay_bytes_total{direction="caller_to_callee"|"callee_to_caller"},
+// murmur_relay_pairs_total and murmur_relay_sessions_total{event="opened"|"expired"|"refused"}.
+void export_relay_stats(const RelayStats& s, MetricsRegistry& m);
+
 class RelayService {
  public:
   // Throws std::invalid_argument on a bad config (negative cap, max_sessions 0, unresolvable host).
