@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ThreadSanitizer pass over the threaded parts: the peer process (training thread, network thread,
-# /metrics server), the netem relays and runner, the transport and relay service. Builds the `tsan` preset (CPU only)
-# and runs the tests that exercise them; a data race fails the test that hit it (halt_on_error), also
+# /metrics server), the netem relays and runner, the transport, the relay service. Builds the `tsan`
+# preset (CPU only) and runs the tests that exercise them; a data race fails the test that hit it (halt_on_error), also
 # inside the peer processes the swarm tests start. About 25 minutes on 2 cores; not part of
 # scripts/test.sh (CI's time budget).
 # OpenMP runs single-threaded here: libgomp is not instrumented, so its own synchronisation would be
