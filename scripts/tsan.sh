@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ThreadSanitizer pass over the threaded parts: the peer process (training thread, network thread,
 # /metrics server), the netem relays and runner, the transport, the relay service. Builds the `tsan`
-# preset (CPU only) and runs the tests that exercise them; a data race fails the test that hit it (halt_on_error), also
-# inside the peer processes the swarm tests start. About 25 minutes on 2 cores; not part of
+# preset (CPU only) and runs the tests that exercise them; a data race fails the test that hit it
+# (halt_on_error), also inside the peer processes the swarm tests start. About 25 minutes on 2 cores; not part of
 # scripts/test.sh (CI's time budget).
 # OpenMP runs single-threaded here: libgomp is not instrumented, so its own synchronisation would be
 # reported as races. Races between our threads are what this pass is for.
