@@ -153,7 +153,9 @@ std::optional<PeerInfo> Membership::info_of(const PeerId& id) const {
   if (id == self_.id) return self_;
   const Member* m = members_.get(id);
   if (m == nullptr) return std::nullopt;
-  return m->info;
+  PeerInfo info = m->info;
+  if (const auto r = relayed_.find(id); info.addr.empty() && r != relayed_.end()) info.addr = r->second;
+  return info;
 }
 
 std::vector<Neighbour> Membership::links() const {
@@ -213,6 +215,57 @@ void Membership::handle(const PeerId& from, const Reachable& m, Millis) {
   if (self_.incarnation < kMaxIncarnation) ++self_.incarnation;
   reach_deadline_ = std::numeric_limits<Millis>::max();
   actions_.push_back(Reachability{true, self_.addr, observed_, from});
+}
+
+// At a relay: both ends must be live members nobody can dial, the callee one we can reach (its route).
+void Membership::handle(const PeerId& from, const RelayRequest& m, Millis) {
+  const Member* caller = live(from);
+  const Member* callee = live(m.target);
+  if (!cfg_.relay || self_.addr.empty() || caller == nullptr || callee == nullptr || m.target == from ||
+      !caller->info.addr.empty() || !callee->info.addr.empty() || !callee->heard_directly)
+    return ignore();
+  actions_.push_back(OpenRelay{caller->info, callee->info});
+  ++counters_.relays_opened;
+}
+
+void Membership::handle(const PeerId& from, const RelayOffer& m, Millis now) {
+  const Member* relay = live(from);
+  const Member* peer = live(m.peer);
+  if (relay == nullptr || relay->info.addr.empty() || peer == nullptr || m.addr.empty() || m.peer == self_.id)
+    return ignore();
+  if (m.callee) {
+    actions_.push_back(UseRelay{m.peer, m.addr, true});
+    return;
+  }
+  const auto asked = relay_asked_.find(m.peer);
+  if (asked == relay_asked_.end() || links_.count(m.peer) || pending_links_.count(m.peer)) return ignore();
+  relay_asked_.erase(asked);
+  relayed_[m.peer] = m.addr;
+  actions_.push_back(UseRelay{m.peer, m.addr, false});
+  const uint64_t epoch = rng_.next() | 1;
+  pending_links_[m.peer] = {epoch, now + cfg_.link_request_timeout};
+  send(peer->info, LinkRequest{epoch, degree_with(1), run_digest_});
+}
+
+void Membership::ask_relay(Millis now) {
+  if (!self_.addr.empty() || now < next_relay_) return;
+  next_relay_ = now + cfg_.relay_retry;
+  std::erase_if(relay_asked_, [&](const auto& e) { return now - e.second >= 4 * cfg_.relay_retry; });
+  std::vector<const Member*> relays, peers;
+  for (uint32_t slot : alive_) {
+    const Member& m = members_.at(slot);
+    if (!m.info.addr.empty()) {
+      relays.push_back(&m);
+    } else if (!links_.count(m.info.id) && !pending_links_.count(m.info.id) &&
+               !distrusted_.count(m.info.id) && !relay_asked_.count(m.info.id)) {
+      peers.push_back(&m);
+    }
+  }
+  if (relays.empty() || peers.empty() || relay_asked_.size() >= cfg_.max_members) return;
+  const Member* peer = peers[rng_.below(peers.size())];
+  relay_asked_[peer->info.id] = now;
+  ++counters_.relays_asked;
+  send(relays[rng_.below(relays.size())]->info, RelayRequest{peer->info.id});
 }
 
 void Membership::run_reachability(Millis now) {
@@ -496,6 +549,7 @@ void Membership::apply(const MemberUpdate& u, Millis now, bool spread, Origin or
   if (gone(fact.state) && !gone(before)) {
     if (links_.count(fact.peer.id)) close_link(fact.peer.id, true);
     pending_links_.erase(fact.peer.id);
+    relayed_.erase(fact.peer.id);
   }
   if (spread) {
     broadcasts_.push(fact);
@@ -709,6 +763,7 @@ void Membership::run_links(Millis now) {
         std::find(candidates.begin(), candidates.end(), m) == candidates.end())
       candidates.push_back(m);
   }
+  if (candidates.size() < need) ask_relay(now);
   for (const Member* m : candidates) {
     const uint64_t epoch = rng_.next() | 1;  // random, so a restarted peer cannot reuse one
     pending_links_[m->info.id] = {epoch, now + cfg_.link_request_timeout};
@@ -738,6 +793,7 @@ void Membership::close_link(const PeerId& id, bool notify) {
   actions_.push_back(LinkDown{id, l->second.epoch});
   ++counters_.links_closed;
   links_.erase(l);
+  relayed_.erase(id);  // a relayed link is its session: the next one is asked for afresh
   update_first_expiry();
 }
 
@@ -748,8 +804,11 @@ void Membership::update_first_expiry() {
 
 // -- helpers -----------------------------------------------------------------------
 
+// A peer nobody can dial that we reach through a relay is sent to at the relay's port.
 void Membership::send(const PeerInfo& to, Message m) {
-  actions_.push_back(SendTo{to, std::move(m)});
+  const auto r = to.addr.empty() ? relayed_.find(to.id) : relayed_.end();
+  actions_.push_back(
+      SendTo{r == relayed_.end() ? to : PeerInfo{to.id, r->second, to.incarnation}, std::move(m)});
   ++counters_.messages_out;
 }
 

@@ -63,6 +63,11 @@ struct MembershipConfig {
   Reach reach = Reach::assumed;
   Millis dial_check_timeout = 5000;   // after a Welcome: no Reachable by then, this peer is outbound-only
   Millis dial_back_interval = 10000;  // the most often one joiner is dialled back (its Hellos repeat)
+  // Relays (docs/relay.md): `relay`: this peer, if dialable, relays between two outbound-only peers that
+  // ask. An outbound-only peer below target_degree with no dialable peer left to link asks a random
+  // dialable member to relay a link to a random outbound-only one, at most once per relay_retry.
+  bool relay = false;
+  Millis relay_retry = 3000;
 
   // Neighbour links.
   int target_degree = 3;
@@ -127,8 +132,20 @@ struct JoinRefused {
   PeerId by{};
   std::string differences;
 };
+// At a relay: open a session between `caller` and `callee` (both outbound-only) and send each its
+// RelayOffer (the driver owns the relay service and its ports).
+struct OpenRelay {
+  PeerInfo caller, callee;
+};
+// Use a relay's port: the callee connects its ROUTER to `addr`; the caller dials `addr` as `peer` (over
+// one connection: the relay pairs one per side).
+struct UseRelay {
+  PeerId peer{};
+  std::string addr;
+  bool callee = false;
+};
 using Action = std::variant<SendTo, SendToAddr, DialBack, LinkUp, LinkDown, MemberEvent, OtherRun,
-                            JoinRefused, Reachability>;
+                            JoinRefused, Reachability, OpenRelay, UseRelay>;
 
 struct Neighbour {
   PeerInfo peer;
@@ -142,6 +159,7 @@ struct MembershipCounters {
   uint64_t links_opened = 0, links_closed = 0, link_rejects = 0;
   uint64_t other_run = 0;   // Hellos refused and messages dropped for another run's identity or digest
   uint64_t dial_backs = 0;  // joiners dialled back
+  uint64_t relays_asked = 0, relays_opened = 0;  // relayed links asked for (as caller), relayed (as relay)
 };
 
 class Membership {
@@ -244,6 +262,9 @@ class Membership {
   void handle(const PeerId& from, const StateChunk& m, Millis now);
   void handle(const PeerId& from, const Refusal& m, Millis now);
   void handle(const PeerId& from, const Reachable& m, Millis now);
+  void handle(const PeerId& from, const RelayRequest& m, Millis now);
+  void handle(const PeerId& from, const RelayOffer& m, Millis now);
+  void ask_relay(Millis now);  // an outbound-only peer out of dialable candidates
 
   Hello hello() const;  // names the candidate address to dial back while none is advertised
   // At most once per dial_back_interval per joiner, and for at most max_members joiners at a time.
@@ -333,6 +354,10 @@ class Membership {
   std::string observed_;   // this peer's address as the last welcomer saw it
   Millis reach_deadline_ = std::numeric_limits<Millis>::max();  // report "not dialable" then
   std::map<PeerId, Millis, IdLess> dialed_;                     // joiners dialled back, and when
+  // Outbound-only peers reached through a relay: the relay port to dial them at (see send()).
+  std::map<PeerId, std::string, IdLess> relayed_;
+  std::map<PeerId, Millis, IdLess> relay_asked_;  // relayed links asked for, and when (at most max_members)
+  Millis next_relay_ = 0;
   Millis next_join_ = 0, next_probe_ = 0, next_shuffle_ = 0, next_rejoin_ = 0;
   std::vector<PeerId> probe_order_;
   size_t probe_pos_ = 0;

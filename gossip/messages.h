@@ -18,7 +18,8 @@
 namespace murmur::gossip {
 
 // 2: Delta.state_digest; 3: the run's identity in Hello/Welcome (and Refusal), its digest in Shuffle, Ping,
-// Ack and LinkRequest; 4: reachability (Hello.dial_back, Welcome.observed, Reachable).
+// Ack and LinkRequest; 4: reachability (Hello.dial_back, Welcome.observed, Reachable) and relays
+// (RelayRequest, RelayOffer).
 inline constexpr uint32_t kProtocolVersion = 4;
 
 // BLAKE2b-256 of a public copy's fp32 bytes (a snapshot by digest).
@@ -178,8 +179,26 @@ struct Refusal {
   friend bool operator==(const Refusal&, const Refusal&) = default;
 };
 
-using Message = std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRequest, LinkAccept, LinkReject,
-                             LinkClose, Payload, StateRequest, StateChunk, Bye, Refusal, Reachable>;
+// -- relays (docs/relay.md) ------------------------------------------------------
+// An outbound-only peer asks a dialable peer that relays (--relay) to make it a neighbour of `target`,
+// another peer nobody can dial. A peer that does not relay ignores it.
+struct RelayRequest {
+  PeerId target{};
+  friend bool operator==(const RelayRequest&, const RelayRequest&) = default;
+};
+// The relay's answer, to both ends: `peer` is the other end, `addr` the relay's port for the receiver.
+// The callee (`target`) connects its ROUTER there; the caller dials `addr` as `peer`'s address. The
+// CURVE session runs end to end: the relay forwards ciphertext.
+struct RelayOffer {
+  PeerId peer{};
+  std::string addr;
+  bool callee = false;
+  friend bool operator==(const RelayOffer&, const RelayOffer&) = default;
+};
+
+using Message =
+    std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRequest, LinkAccept, LinkReject, LinkClose,
+                 Payload, StateRequest, StateChunk, Bye, Refusal, Reachable, RelayRequest, RelayOffer>;
 
 // The training layer's message, carried as the reassembled bytes of Payloads on
 // a link (gossip/wire.h encodes it). `codec_payload` is a compress/ payload:

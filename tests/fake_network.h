@@ -153,10 +153,27 @@ class FakeNetwork {
     for (Action& a : nodes_[i].m->take_actions()) {
       if (auto* s = std::get_if<SendTo>(&a)) {
         auto it = by_id_.find(s->to.id);
-        if (it != by_id_.end()) post(i, it->second, std::move(s->msg));
+        const auto relay = relays_.find(s->to.addr);
+        if (relay != relays_.end()) {
+          post(i, relay->second.second, std::move(s->msg));
+        } else if (it != by_id_.end()) {
+          post(i, it->second, std::move(s->msg));
+        }
       } else if (auto* sa = std::get_if<SendToAddr>(&a)) {
         auto it = by_addr_.find(sa->addr);
         if (it != by_addr_.end()) post(i, it->second, std::move(sa->msg));
+      } else if (auto* o = std::get_if<OpenRelay>(&a)) {
+        // The relay's ports, as addresses: the caller's sends to it reach the callee.
+        const size_t caller = by_id_.at(o->caller.id), callee = by_id_.at(o->callee.id);
+        const std::string at = "relay://" + std::to_string(i) + "/" + std::to_string(caller) + "/";
+        relays_[at + std::to_string(callee)] = {caller, callee};
+        post(i, callee, RelayOffer{o->caller.id, at + std::to_string(callee), true});
+        post(i, caller, RelayOffer{o->callee.id, at + std::to_string(callee), false});
+      } else if (auto* u = std::get_if<UseRelay>(&a); u && u->callee) {
+        // The callee's connection to the relay: what the caller sends through it reaches it, and back.
+        if (auto r = relays_.find(u->addr); r != relays_.end())
+          opened_.insert({r->second.second, r->second.first});
+        if (on_action) on_action(i, a);
       } else if (auto* d = std::get_if<DialBack>(&a)) {
         auto it = by_addr_.find(d->to.addr);
         if (it == by_addr_.end() || nodes_[it->second].nat) {
@@ -201,7 +218,8 @@ class FakeNetwork {
   std::vector<Node> nodes_;
   std::map<PeerId, size_t> by_id_;
   std::map<std::string, size_t> by_addr_;
-  std::set<std::pair<size_t, size_t>> opened_;  // (node behind NAT, peer it sent to)
+  std::set<std::pair<size_t, size_t>> opened_;               // (node behind NAT, peer it sent to)
+  std::map<std::string, std::pair<size_t, size_t>> relays_;  // relay port -> (caller, callee)
   std::priority_queue<Envelope> queue_;
 };
 

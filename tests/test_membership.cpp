@@ -920,6 +920,34 @@ TEST(MembershipReach, PeersBehindNatJoinAndLinkThroughTheDialableOnes) {
   for (size_t i : nat) EXPECT_GE(net.node(i).degree(), 1u) << i;
 }
 
+// With a relay, two peers behind NAT become neighbours: the seed relays (docs/relay.md).
+TEST(MembershipReach, PeersBehindNatLinkWithEachOtherThroughARelay) {
+  FakeNetworkConfig fc;
+  fc.seed = 5;
+  FakeNetwork net(fc);
+  MembershipConfig relay = fc.membership, outbound = fc.membership;
+  relay.relay = true;
+  outbound.reach = MembershipConfig::Reach::outbound;
+  net.add_node(relay);
+  for (int i = 0; i < 4; ++i) net.add_node(outbound, true);
+  for (size_t i = 1; i < net.size(); ++i) net.join(i, 0);
+  ASSERT_TRUE(net.run_until([&] { return converged(net); }, 20000));
+  net.run_for(60000);
+  size_t relayed = 0;
+  for (size_t i = 1; i < net.size(); ++i) {
+    EXPECT_GE(net.node(i).degree(), 2u) << i;  // the seed, and at least one through it
+    for (const Neighbour& l : net.node(i).links()) {
+      const size_t j = net.index_of(l.peer.id);
+      if (j == 0) continue;
+      ++relayed;
+      // Either end holds the other as a neighbour; the caller reaches it at the relay's port.
+      EXPECT_TRUE(l.peer.addr.empty() || l.peer.addr.rfind("relay://0/", 0) == 0) << l.peer.addr;
+    }
+  }
+  EXPECT_GE(relayed, 4u);  // links counted at both ends
+  EXPECT_GT(net.node(0).counters().relays_opened, 0u);
+}
+
 TEST(MembershipReach, AJoinerIsDialledBackAtMostOncePerInterval) {
   MembershipConfig cfg;
   Membership seed({PeerId{1}, "tcp://seed:1", 1}, cfg, 1);

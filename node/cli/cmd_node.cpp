@@ -9,6 +9,7 @@
 
 #include "gossip/peer_id.h"
 #include "model/atomic_file.h"
+#include "netem/units.h"
 #include "node/cli/commands.h"
 #include "node/net/keys.h"
 #include "node/net/metrics.h"
@@ -97,6 +98,19 @@ void run_node(const peer::PeerArgs& a) {
   no.membership.link_lifetime = gossip::Millis(a.link_lifetime_s * 1000);
   no.membership.run = peer::run_identity(a);
   no.membership.reach = reach;
+  no.membership.relay = a.relay;
+  if (a.relay) {
+    const auto host = [](const std::string& addr) {  // tcp://HOST:PORT -> HOST
+      const std::string hp = addr.substr(addr.find("://") == std::string::npos ? 0 : addr.find("://") + 3);
+      return hp.substr(0, hp.rfind(':'));
+    };
+    no.relay = true;
+    no.relay_bandwidth_bps = netem::parse_bandwidth(a.relay_bandwidth);
+    no.relay_bind = host(a.listen);
+    no.relay_host = host(self.addr);
+    std::printf("relay: on, for peers nobody can dial, at %s, capped at %s\n", no.relay_host.c_str(),
+                a.relay_bandwidth.c_str());
+  }
   no.ring_payloads = a.algo == "allreduce" || a.algo == "diloco";
   // Per-peer series name the allow-list's peers only: in open mode every peer is "unknown".
   net::MetricsRegistry registry(tc.admission.allowed);

@@ -89,6 +89,7 @@ struct Transport::Outbound {
   std::string addr;
   bool routed = false;          // addr empty: reached over its own connections to our ROUTER (its routes)
   zmq::socket_t control, bulk;  // dialled peers only; bulk connects on the first payload (or eager_bulk)
+  bool single = false;          // payloads on the control connection too (a relay's port)
   std::deque<zmq::message_t> control_queue;
   zmq::message_t chunk;  // the next payload chunk, built, when its connection could not take it yet
   bool chunk_ready = false;
@@ -184,9 +185,10 @@ Transport::Outbound& Transport::outbound(const g::PeerInfo& to) {
     }
     o->addr = to.addr;
     o->routed = to.addr.empty();
+    o->single = single_.count(to.addr) > 0;
     if (!o->routed) {
       o->control = connect_dealer(to, kControlSndHwm, route_id(id(), 'c'));
-      if (config_.eager_bulk || !o->bulk_queue.empty())
+      if (!o->single && (config_.eager_bulk || !o->bulk_queue.empty()))
         o->bulk = connect_dealer(to, kBulkSndHwm, route_id(id(), 'b'));
     }
     it = out_.emplace(to.id, std::move(o)).first;
@@ -197,7 +199,7 @@ Transport::Outbound& Transport::outbound(const g::PeerInfo& to) {
 Transport::Sent Transport::try_send(Outbound& o, bool bulk, const g::PeerId& to, zmq::message_t& frame) {
   const size_t n = frame.size();
   if (!o.routed) {
-    if (!(bulk ? o.bulk : o.control).send(frame, zmq::send_flags::dontwait)) return Sent::later;
+    if (!(bulk && !o.single ? o.bulk : o.control).send(frame, zmq::send_flags::dontwait)) return Sent::later;
   } else {
     const auto route = routes_.find(to);
     if (route == routes_.end() || !route->second) return Sent::no_route;
@@ -238,6 +240,16 @@ void Transport::send(const g::PeerInfo& to, const g::Message& m) {
   }
 }
 
+void Transport::connect_router(const std::string& relay_addr) {
+  if (!router_connects_.insert(relay_addr).second) return;
+  try {
+    router_.connect(relay_addr);
+  } catch (const zmq::error_t& e) {
+    router_connects_.erase(relay_addr);
+    throw std::invalid_argument("cannot connect to relay '" + relay_addr + "': " + e.what());
+  }
+}
+
 void Transport::dial_back(const g::PeerInfo& to, const g::Message& m) {
   if (to.addr.empty()) return;
   if (dial_backs_.size() >= kMaxDialBacks) {
@@ -269,7 +281,7 @@ bool Transport::send_payload(const g::PeerInfo& to, uint64_t link_epoch, uint64_
     reject(&to.id, "queue_full", "payload queue full, payload not sent");
     return false;
   }
-  if (!o.routed && !o.bulk) o.bulk = connect_dealer(to, kBulkSndHwm, route_id(id(), 'b'));
+  if (!o.routed && !o.single && !o.bulk) o.bulk = connect_dealer(to, kBulkSndHwm, route_id(id(), 'b'));
   const auto chunks =
       uint32_t(std::max<size_t>(1, (bytes.size() + config_.chunk_bytes - 1) / config_.chunk_bytes));
   o.bulk_queue.push_back({link_epoch, seq, std::move(bytes), 0, chunks});
@@ -301,7 +313,7 @@ void Transport::pump(const g::PeerId& to, Outbound& o) {
   while (!o.bulk_queue.empty()) {
     Outbound::Pending& p = o.bulk_queue.front();
     if (!o.chunk_ready) {
-      if (!o.routed && !(o.bulk.get(zmq::sockopt::events) & ZMQ_POLLOUT)) return;
+      if (!o.routed && !((o.single ? o.control : o.bulk).get(zmq::sockopt::events) & ZMQ_POLLOUT)) return;
       const size_t begin = size_t(p.next_chunk) * config_.chunk_bytes;
       const size_t n = std::min(p.bytes.size() - begin, config_.chunk_bytes);
       const std::vector<uint8_t> header =
@@ -347,7 +359,8 @@ std::vector<Incoming> Transport::poll(std::chrono::milliseconds timeout) {
       for (const bool bulk : {false, true}) {
         zmq::socket_t& s = bulk ? o->bulk : o->control;
         if (!s) continue;  // a route, or no payload yet
-        const bool queued = bulk ? !o->bulk_queue.empty() : !o->control_queue.empty();
+        const bool queued = bulk ? !o->bulk_queue.empty()
+                                 : !o->control_queue.empty() || (o->single && !o->bulk_queue.empty());
         items.push_back({s.handle(), 0, short(ZMQ_POLLIN | (queued ? ZMQ_POLLOUT : 0)), 0});
         dealers.emplace_back(&id, &s);
       }

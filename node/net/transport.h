@@ -28,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -143,6 +144,11 @@ class Transport {
   // peer's usual connection, so its arrival proves the address. At most kMaxDialBacks open at once.
   void dial_back(const gossip::PeerInfo& to, const gossip::Message& m);
   static constexpr size_t kMaxDialBacks = 16;
+  // Relays (docs/relay.md). A callee connects its ROUTER to the relay's port (once per address): the
+  // caller's DEALER reaches it through that connection. A caller sends to a peer at a relay's port over
+  // one connection only, payloads included (the relay pairs one connection per side).
+  void connect_router(const std::string& relay_addr);
+  void single_connection(const std::string& relay_addr) { single_.insert(relay_addr); }
   // Queues a payload, sent in chunks of chunk_bytes as the link drains (paced by
   // poll()). False when max_queued_payloads are already waiting for this peer.
   // Throws std::invalid_argument beyond max_payload_bytes.
@@ -222,6 +228,7 @@ class Transport {
   // theirs. A frame on it signed by another key withdraws it until its owner speaks again.
   std::map<gossip::PeerId, bool> routes_;
   std::vector<DialBackSocket> dial_backs_;
+  std::set<std::string> router_connects_, single_;  // relay ports: connected to, dialled with one socket
   std::map<gossip::PeerId, Reassembly> partial_;
   size_t partial_bytes_ = 0;
   PayloadFilter payload_filter_;

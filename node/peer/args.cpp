@@ -8,6 +8,7 @@
 #include "gossip/wire.h"
 #include "model/config.h"
 #include "model/layout.h"
+#include "netem/units.h"
 
 namespace murmur::peer {
 
@@ -49,6 +50,14 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
                  "is public). A peer nobody can dial still trains: it opens its links itself")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "public", "outbound"}))
+      ->group(net);
+  cmd.add_flag("--relay", a.relay,
+               "Relay links between peers nobody can dial (ciphertext only: they stay end to end\n"
+               "encrypted); needs this peer to be dialable")
+      ->group(net);
+  cmd.add_option("--relay-bandwidth", a.relay_bandwidth,
+                 "Cap on all bytes this peer relays, both directions (e.g. 20mbit, 1gbit)")
+      ->capture_default_str()
       ->group(net);
   cmd.add_option("--dial-via", a.dial_via, "ADDR=VIA: reach ADDR through VIA, e.g. a netem relay")
       ->group(net);
@@ -247,6 +256,14 @@ void validate_peer_args(const PeerArgs& a) {
     throw std::invalid_argument("--data is required (a directory made by `murmur data prepare`)");
   a.model.config();  // throws naming the known presets, or a bad shape
   if (a.degree > a.max_degree) throw std::invalid_argument("--degree must not exceed --max-degree");
+  if (a.relay && a.reachability == "outbound")
+    throw std::invalid_argument("--relay needs a peer others can dial, not --reachability outbound");
+  try {
+    if (!(netem::parse_bandwidth(a.relay_bandwidth) > 0)) throw std::invalid_argument("not positive");
+  } catch (const std::exception& e) {
+    throw std::invalid_argument("--relay-bandwidth '" + a.relay_bandwidth + "': " + e.what() +
+                                " (e.g. 20mbit, 500kbit, 1gbit)");
+  }
   if (a.reachability != "auto" && a.reachability != "public" && a.reachability != "outbound")
     throw std::invalid_argument("--reachability must be auto, public or outbound, not '" + a.reachability +
                                 "'");

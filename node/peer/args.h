@@ -31,7 +31,9 @@ struct PeerArgs {
   // yet: a peer found dialable moves its traffic from its own connections to dialled ones, and the
   // ring baselines' segments can be reordered across that switch (docs/membership.md).
   std::string reachability = "public";
-  std::string allow;  // allow-list file; empty with --open
+  bool relay = false;                      // relay links between peers nobody can dial (docs/relay.md)
+  std::string relay_bandwidth = "20mbit";  // the cap on everything relayed
+  std::string allow;                       // allow-list file; empty with --open
   bool open = false;
   int metrics_port = -1;  // Prometheus /metrics on 127.0.0.1:P (0 = any free port, -1 = off)
   // reassembly bounds against hostile peers (docs/protocol.md, "Limits")

@@ -37,6 +37,10 @@ NetLoop::NetLoop(net::Transport& transport, gossip::PeerInfo self, NetLoopOption
       mailbox_(mailbox),
       log_(log),
       t0_(std::chrono::steady_clock::now()) {
+  if (opt_.relay) {
+    relay_ = std::make_unique<net::RelayService>(net::RelayServiceConfig{
+        opt_.relay_bind, opt_.relay_bandwidth_bps, 64, std::chrono::milliseconds(120'000)});
+  }
   transport_.set_payload_filter(
       [this](const gossip::PeerId& from, uint64_t epoch) { return accepts_payload(from, epoch); });
 }
@@ -89,6 +93,18 @@ void NetLoop::carry_out(Millis now) {
       transport_.dial_back(d->to, d->msg);
     } else if (auto* r = std::get_if<gossip::Reachability>(&action)) {
       report(*r);
+    } else if (auto* open = std::get_if<gossip::OpenRelay>(&action)) {
+      open_relay(*open);
+    } else if (auto* u = std::get_if<gossip::UseRelay>(&action)) {
+      if (u->callee)
+        transport_.connect_router(u->addr);
+      else
+        transport_.single_connection(u->addr);
+      if (log_)
+        log_->write({{"event", "relayed_link"},
+                     {"peer", gossip::short_name(u->peer)},
+                     {"addr", u->addr},
+                     {"callee", u->callee}});
     } else if (auto* up = std::get_if<gossip::LinkUp>(&action)) {
       mailbox_.push_event(LinkEvent{true, up->peer, up->epoch, up->their_degree});
       if (log_)
@@ -127,6 +143,35 @@ void NetLoop::carry_out(Millis now) {
     }
   }
   send_payloads();
+}
+
+// A session between two peers nobody can dial; each is told its port, the callee over its route.
+void NetLoop::open_relay(const gossip::OpenRelay& r) {
+  if (!relay_) return;
+  net::RelaySessionPorts ports;
+  try {
+    ports = relay_->open(gossip::to_z85(r.caller.id) + gossip::to_z85(r.callee.id));
+  } catch (const std::exception& e) {  // max_sessions reached, or no port to bind
+    if (log_) log_->write({{"event", "relay_refused"}, {"reason", e.what()}});
+    return;
+  }
+  const std::string at = "tcp://" + opt_.relay_host + ":";
+  transport_.send(r.callee, gossip::RelayOffer{r.caller.id, at + std::to_string(ports.callee_port), true});
+  transport_.send(r.caller, gossip::RelayOffer{r.callee.id, at + std::to_string(ports.caller_port), false});
+  if (ports.created) {
+    std::printf("relay: session %llu for %s -> %s on ports %u/%u\n",
+                static_cast<unsigned long long>(ports.id), gossip::short_name(r.caller.id).c_str(),
+                gossip::short_name(r.callee.id).c_str(), unsigned(ports.caller_port),
+                unsigned(ports.callee_port));
+    std::fflush(stdout);
+  }
+  if (log_)
+    log_->write({{"event", "relay_session"},
+                 {"caller", gossip::short_name(r.caller.id)},
+                 {"callee", gossip::short_name(r.callee.id)},
+                 {"caller_port", ports.caller_port},
+                 {"callee_port", ports.callee_port},
+                 {"created", ports.created}});
 }
 
 void NetLoop::report(const gossip::Reachability& r) {
@@ -186,6 +231,7 @@ void NetLoop::publish(double elapsed_s) {
   for (const auto& [reason, n] : c.total.rejected) v.messages_rejected += n;
   v.reassembly_bytes = transport_.reassembly_bytes();
   if (opt_.metrics) net::export_counters(c, *opt_.metrics);
+  if (opt_.metrics && relay_) net::export_relay_stats(relay_->stats(), *opt_.metrics);
   v.uplink_bytes_per_s = elapsed_s > 0 ? static_cast<double>(payload_bytes_sent_) / elapsed_s : 0;
   mailbox_.publish(std::move(v));
 }
@@ -207,9 +253,15 @@ void NetLoop::run() {
     }
     if (opt_.status_every_s > 0 && now >= next_status && !opt_.quiet) {
       const NetView v = mailbox_.view();
-      std::printf("net | peers %zu | neighbours %zu | sent %.2f MB | received %.2f MB | rejected %llu\n",
+      std::string relayed;
+      if (relay_) {
+        const net::RelayStats r = relay_->stats();
+        relayed = " | relayed " + std::to_string(r.sessions.size()) + " sessions, " +
+                  std::to_string((r.caller_to_callee + r.callee_to_caller) / 1000000) + " MB";
+      }
+      std::printf("net | peers %zu | neighbours %zu | sent %.2f MB | received %.2f MB | rejected %llu%s\n",
                   v.members.size(), v.neighbours, v.bytes_sent / 1e6, v.bytes_received / 1e6,
-                  static_cast<unsigned long long>(v.messages_rejected));
+                  static_cast<unsigned long long>(v.messages_rejected), relayed.c_str());
       std::fflush(stdout);
       next_status = now + static_cast<Millis>(opt_.status_every_s * 1000);
     }
@@ -228,6 +280,14 @@ void NetLoop::run() {
   const Millis until = now_ms() + 300;
   while (now_ms() < until) transport_.poll(std::chrono::milliseconds(20));
   publish(static_cast<double>(now_ms() - start) / 1000.0);
+  if (relay_ && log_) {
+    const net::RelayStats r = relay_->stats();
+    log_->write({{"event", "relay_stats"},
+                 {"sessions_opened", r.sessions_opened},
+                 {"pairs", r.pairs},
+                 {"caller_to_callee_bytes", r.caller_to_callee},
+                 {"callee_to_caller_bytes", r.callee_to_caller}});
+  }
 }
 
 }  // namespace murmur::peer

@@ -16,6 +16,7 @@
 
 #include "gossip/membership.h"
 #include "node/net/metrics.h"
+#include "node/net/relay_service.h"
 #include "node/net/transport.h"
 #include "node/peer/mailbox.h"
 #include "node/run/jsonl_log.h"
@@ -29,6 +30,10 @@ struct NetLoopOptions {
   bool quiet = false;
   bool ring_payloads = false;               // allreduce/diloco: payloads on kRingEpoch from live members
   net::MetricsRegistry* metrics = nullptr;  // the transport's counters are mirrored here
+  // --relay: sessions on relay_bind (the listen host), offered at relay_host (the advertised host).
+  bool relay = false;
+  double relay_bandwidth_bps = 0;
+  std::string relay_bind, relay_host;
 };
 
 class NetLoop {
@@ -50,7 +55,8 @@ class NetLoop {
   void send_payloads();
   void carry_out(gossip::Millis now);
   void report(const gossip::Reachability& r);  // on stdout and in the log
-  bool payloads_queued() const;                // this peer still has payloads to send to a neighbour
+  void open_relay(const gossip::OpenRelay& r);
+  bool payloads_queued() const;  // this peer still has payloads to send to a neighbour
   void publish(double elapsed_s);
   gossip::Millis now_ms() const;
 
@@ -65,6 +71,7 @@ class NetLoop {
   std::map<gossip::PeerId, std::deque<OutPayload>> pending_;
   uint64_t payload_bytes_sent_ = 0;
   bool exchanged_ = false;  // a first payload arrived (logged once)
+  std::unique_ptr<net::RelayService> relay_;
 };
 
 }  // namespace murmur::peer
