@@ -385,12 +385,16 @@ void Membership::run_probe(Millis now) {
   }
   if (now < next_probe_) return;
   next_probe_ = now + cfg_.probe_interval;
-  // Round-robin over a shuffled list (SWIM's bound on first detection time).
-  while (true) {
+  // Round-robin over a shuffled list (SWIM's bound on first detection time) of the members we can reach:
+  // a fresh list may hold none (only outbound-only peers that never contacted us), and then nobody is
+  // probed this period.
+  for (bool rebuilt = false;;) {
     if (probe_pos_ >= probe_order_.size()) {
+      if (rebuilt) return;
+      rebuilt = true;
       probe_order_.clear();
       for (const auto& s : members_.slots())
-        if (s.used && !gone(s.value.state)) probe_order_.push_back(s.key);
+        if (s.used && !gone(s.value.state) && reachable(s.value)) probe_order_.push_back(s.key);
       for (size_t i = probe_order_.size(); i > 1; --i)
         std::swap(probe_order_[i - 1], probe_order_[rng_.below(i)]);
       probe_pos_ = 0;

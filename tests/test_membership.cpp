@@ -948,6 +948,28 @@ TEST(MembershipReach, PeersBehindNatLinkWithEachOtherThroughARelay) {
   EXPECT_GT(net.node(0).counters().relays_opened, 0u);
 }
 
+// A peer whose members are all outbound-only peers it never heard from has nobody to probe: its timers
+// still return (they used to spin forever looking for a probe target).
+TEST(MembershipReach, NobodyToProbeIsNotALoop) {
+  MembershipConfig cfg;
+  Membership m({PeerId{1}, "tcp://a:1", 1}, cfg, 1);
+  auto peer = [](uint8_t id, const char* addr) {
+    PeerInfo p;
+    p.id = PeerId{id};
+    p.addr = addr;
+    p.incarnation = 1;
+    return p;
+  };
+  Welcome w;
+  w.self = peer(2, "tcp://b:2");
+  w.sample = {peer(3, ""), peer(4, "")};
+  w.run = cfg.run;
+  m.on_message(PeerId{2}, w, 0);
+  m.on_message(PeerId{2}, Bye{1}, 1);  // the one peer it could reach leaves
+  for (Millis t = 2; t < 10 * cfg.probe_interval; t += 10) m.tick(t);
+  EXPECT_EQ(m.state_of(PeerId{3}), PeerState::alive);  // nobody suspects what it cannot probe
+}
+
 TEST(MembershipReach, AJoinerIsDialledBackAtMostOncePerInterval) {
   MembershipConfig cfg;
   Membership seed({PeerId{1}, "tcp://seed:1", 1}, cfg, 1);

@@ -10,7 +10,7 @@ here=$(dirname "$(realpath "$0")")
 out=$(mktemp -d /tmp/murmur-nat.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 set +e
-bash "$here/../../netem/nat/nat-2sites.sh" --murmur "$murmur" --out "$out" "${@:2}"
+bash "$here/../../netem/nat/nat-2sites.sh" --murmur "$murmur" --out "$out" --relay "${@:2}"
 rc=$?
 set -e
 [ $rc -eq 77 ] && exit 77
