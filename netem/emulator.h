@@ -27,11 +27,15 @@ class LinkEmulator {
   virtual void heal(size_t route) = 0;
   virtual void set_profile(size_t route, Direction dir, const LinkProfile& profile) = 0;
   virtual LinkStats stats(size_t route) = 0;
+  // A site's shared uplink (up) or downlink (down): its new profile. Only sites that declared it.
+  virtual void set_site(size_t site, Direction dir, const LinkProfile& profile) = 0;
 };
 
-// One relay link per route, each in front of its listener's port on 127.0.0.1. Throws
+// One relay link per route, each in front of its listener's port on 127.0.0.1, and a shared relay link
+// per declared site uplink and downlink that the routes between sites cross. Throws
 // std::invalid_argument when a route's profile needs packets (loss, duplicate, reorder).
 std::unique_ptr<LinkEmulator> make_relay_emulator(const std::vector<Route>& routes,
-                                                  const std::vector<uint16_t>& listen_ports);
+                                                  const std::vector<uint16_t>& listen_ports,
+                                                  const std::vector<ScenarioSite>& sites = {});
 
 }  // namespace murmur::netem

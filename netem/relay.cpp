@@ -23,6 +23,9 @@ using boost::system::error_code;
 
 constexpr size_t kMaxRead = 256 << 10;  // unshaped reads: large, so a GB/s costs few syscalls
 constexpr size_t kPoolBuffers = 64;     // recycled buffers kept per lane
+// A shared link counts as full while its bucket is booked this far ahead: a short queue, so the flows
+// crossing it take turns chunk by chunk and a probe waits about this long behind them.
+constexpr Nanos kBookAhead = std::chrono::milliseconds(50);
 
 // Bytes in the last completed window of about a second.
 struct Meter {
@@ -46,30 +49,74 @@ struct Meter {
 
 struct Connection;
 
-// One direction of a link, shared by its connections as flows share a real link.
+// One direction of a link, shared by its connections as flows share a real link; or a shared link
+// (Relay::add_shared) that directions of several links cross.
 struct Lane {
   Shaper shaper;
+  Clock::time_point epoch;  // of the shaper's times
   Meter meter;
   uint64_t queued = 0;
   std::vector<std::vector<char>> pool;
   // Pipes that stopped reading because the lane was full. Another connection's write is what frees
   // the lane, so they must be woken from there: a pipe with nothing queued gets no write of its own.
   std::vector<std::pair<std::weak_ptr<Connection>, Direction>> parked;
+  // A link's lane: the shared links its bytes cross first, in order.
+  std::vector<std::shared_ptr<Lane>> via;
+  // A shared link: it frees up with time, not with writes (those come after the path's delay), so a
+  // timer wakes its parked pipes.
+  std::optional<asio::steady_timer> wake;
+  bool wake_armed = false;
 
-  Lane(const LinkProfile& p, uint64_t seed) : shaper(p, seed) {}
+  Lane(const LinkProfile& p, uint64_t seed, Clock::time_point e) : shaper(p, seed), epoch(e) {}
 
-  // A chunk never exceeds the burst, so shaped bytes flow smoothly rather than in lumps.
+  bool shared() const { return wake.has_value(); }
+  Nanos since(Clock::time_point t) const { return std::chrono::duration_cast<Nanos>(t - epoch); }
+
+  // A chunk never exceeds a burst, so shaped bytes flow smoothly rather than in lumps.
   size_t read_size() const {
-    return shaper.unshaped() ? kMaxRead : size_t(std::min<uint64_t>(kMaxRead, shaper.burst()));
+    size_t n = shaper.unshaped() ? kMaxRead : size_t(std::min<uint64_t>(kMaxRead, shaper.burst()));
+    for (const auto& s : via) n = std::min(n, s->read_size());
+    return n;
   }
 
-  // Read-ahead bound: the bytes in flight over the emulated delay plus 50 ms, so a rate change takes
-  // effect quickly and memory stays bounded with many links.
+  // Read-ahead bound: the bytes in flight over the emulated delays (the shared links' too) plus 50 ms
+  // per queue, so a rate change takes effect quickly and memory stays bounded with many links.
   uint64_t queue_limit() const {
     const LinkProfile& p = shaper.profile();
     if (std::isinf(p.rate_bps)) return 8 << 20;
-    const double s = std::chrono::duration<double>(p.delay + p.jitter).count() + 0.05;
-    return std::clamp<uint64_t>(uint64_t(p.rate_bps / 8 * s) + shaper.burst(), 256 << 10, 64 << 20);
+    Nanos wait = p.delay + p.jitter + kBookAhead;
+    for (const auto& s : via) wait += s->shaper.profile().delay + kBookAhead;
+    const double sec = std::chrono::duration<double>(wait).count();
+    return std::clamp<uint64_t>(uint64_t(p.rate_bps / 8 * sec) + shaper.burst(), 256 << 10, 64 << 20);
+  }
+
+  bool full(Clock::time_point now) const {
+    if (shared()) return !shaper.unshaped() && shaper.busy_until() > since(now) + kBookAhead;
+    return queued >= queue_limit();
+  }
+
+  // When a chunk of n bytes read at `now` reaches the other end: it books its slot on every shared link
+  // on the way, then crosses this lane's shaper; the shared links' delays add to its release. Times are
+  // this lane's.
+  Nanos release(Clock::time_point now, uint64_t n) {
+    Clock::time_point t = now;
+    Nanos delay{0};
+    for (const auto& s : via) {
+      if (s->shaper.unshaped()) continue;
+      const Nanos d = s->shaper.depart(s->since(t), n);
+      if (d == Nanos::max()) return d;
+      t = s->epoch + d;
+      delay += s->shaper.profile().delay;
+    }
+    if (shaper.unshaped()) return since(t) + delay;
+    const Nanos r = shaper.release(since(t), n);
+    return r == Nanos::max() ? r : r + delay;
+  }
+
+  // Bytes read and not yet written, on this lane and the shared links it crosses.
+  void account(uint64_t n, bool add) {
+    queued = add ? queued + n : queued - n;
+    for (const auto& s : via) s->queued = add ? s->queued + n : s->queued - n;
   }
 
   std::vector<char> take(size_t n) {
@@ -97,7 +144,11 @@ struct Link {
 
   Link(LinkId i, asio::io_context& io, const tcp::endpoint& listen, const tcp::endpoint& to,
        const LinkConfig& c)
-      : id(i), acceptor(io), target(to), up(c.shape.up, c.seed), down(c.shape.down, c.seed ^ 0x5bd1e995) {
+      : id(i),
+        acceptor(io),
+        target(to),
+        up(c.shape.up, c.seed, epoch),
+        down(c.shape.down, c.seed ^ 0x5bd1e995, epoch) {
     acceptor.open(listen.protocol());
     acceptor.set_option(tcp::acceptor::reuse_address(true));
     acceptor.bind(listen);
@@ -168,10 +219,10 @@ struct Connection : std::enable_shared_from_this<Connection> {
   void read(Pipe& p) {
     if (closed || p.reading || p.eof || !server.is_open() || link->partition == PartitionMode::blackhole)
       return;
-    if (p.lane.queued >= p.lane.queue_limit()) {  // resumed by wake_parked when a write drains the lane
-      if (!p.parked)
-        p.lane.parked.emplace_back(weak_from_this(), &p == &up ? Direction::up : Direction::down);
+    if (Lane* full = full_lane(p.lane)) {  // resumed by wake_parked when the lane drains
+      if (!p.parked) full->parked.emplace_back(weak_from_this(), &p == &up ? Direction::up : Direction::down);
       p.parked = true;
+      if (full->shared()) arm(*full);
       return;
     }
     auto buf = std::make_shared<std::vector<char>>(p.lane.take(p.lane.read_size()));
@@ -194,10 +245,8 @@ struct Connection : std::enable_shared_from_this<Connection> {
       p.lane.give(std::move(buf));
       return read(p);
     }
-    const Nanos now = link->now();
-    const Nanos release = p.lane.shaper.unshaped() ? now : p.lane.shaper.release(now, n);
-    p.queue.push_back({std::move(buf), n, release});
-    p.lane.queued += n;
+    p.queue.push_back({std::move(buf), n, p.lane.release(Clock::now(), n)});
+    p.lane.account(n, true);
     pump(p);
   }
 
@@ -226,8 +275,10 @@ struct Connection : std::enable_shared_from_this<Connection> {
     p.writing = false;
     if (closed) return;
     if (ec) return close();
-    p.lane.queued -= n;
-    p.lane.meter.add(n, Clock::now());
+    p.lane.account(n, false);
+    const auto now = Clock::now();
+    p.lane.meter.add(n, now);
+    for (const auto& s : p.lane.via) s->meter.add(n, now);
     p.lane.give(std::move(p.queue.front().buf));
     p.queue.pop_front();
     wake_parked(p.lane);
@@ -248,7 +299,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
     for (Pipe* p : {&up, &down}) {
       // A chunk being written stays until its write completes (its buffer is in use).
       while (p->queue.size() > (p->writing ? 1u : 0u)) {
-        p->lane.queued -= p->queue.back().size;
+        p->lane.account(p->queue.back().size, false);
         p->lane.give(std::move(p->queue.back().buf));
         p->queue.pop_back();
       }
@@ -260,7 +311,7 @@ struct Connection : std::enable_shared_from_this<Connection> {
     if (closed) return;
     closed = true;
     for (Pipe* p : {&up, &down}) {
-      for (const Chunk& c : p->queue) p->lane.queued -= c.size;
+      for (const Chunk& c : p->queue) p->lane.account(c.size, false);
       p->queue.clear();
       p->timer.cancel();
     }
@@ -272,10 +323,36 @@ struct Connection : std::enable_shared_from_this<Connection> {
     wake_parked(link->down);
   }
 
+  // The first lane of p's path (its link's, then the shared ones) that has no room.
+  static Lane* full_lane(Lane& lane) {
+    const auto now = Clock::now();
+    if (lane.full(now)) return &lane;
+    for (const auto& s : lane.via) {
+      if (s->full(now)) return s.get();
+    }
+    return nullptr;
+  }
+
+  // A shared link's timer: fires when its booking falls back to kBookAhead.
+  static void arm(Lane& lane) {
+    if (lane.wake_armed) return;
+    lane.wake_armed = true;
+    lane.wake->expires_at(lane.epoch + lane.shaper.busy_until() - kBookAhead);
+    lane.wake->async_wait([&lane](const error_code& ec) {
+      lane.wake_armed = false;
+      if (!ec) wake_parked(lane);
+    });
+  }
+
   // Parked pipes read again, oldest first, once the lane has room: every connection gets its turn,
-  // so a probe on a quiet connection never waits for a bulk one to finish.
+  // so a probe on a quiet connection never waits for a bulk one to finish, and flows crossing a shared
+  // link take turns.
   static void wake_parked(Lane& lane) {
-    if (lane.parked.empty() || lane.queued >= lane.queue_limit()) return;
+    if (lane.parked.empty()) return;
+    if (lane.full(Clock::now())) {
+      if (lane.shared()) arm(lane);
+      return;
+    }
     auto parked = std::exchange(lane.parked, {});
     for (auto& [weak, dir] : parked) {
       if (auto c = weak.lock()) {
@@ -323,7 +400,9 @@ struct Relay::Impl {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
   std::map<LinkId, std::shared_ptr<Link>> links;
+  std::map<SharedId, std::shared_ptr<Lane>> shared;
   LinkId next_id = 1;
+  SharedId next_shared = 1;
 
   // Runs f on the io thread and returns its result (or rethrows its exception).
   template <class F>
@@ -342,7 +421,23 @@ struct Relay::Impl {
     if (it == links.end()) throw std::invalid_argument("netem::Relay: no link " + std::to_string(id));
     return *it->second;
   }
+
+  Lane& shared_lane(SharedId id) {
+    auto it = shared.find(id);
+    if (it == shared.end()) throw std::invalid_argument("netem::Relay: no shared link " + std::to_string(id));
+    return *it->second;
+  }
 };
+
+namespace {
+
+void validate_shared(const LinkProfile& p) {
+  validate(p);
+  if (p.jitter != Nanos(0) || p.impairs_packets())
+    throw std::invalid_argument("a shared link takes bandwidth, burst and delay only");
+}
+
+}  // namespace
 
 Relay::Relay() : impl_(std::make_unique<Impl>()) {
   thread_ = std::thread([this] { impl_->io.run(); });
@@ -357,6 +452,7 @@ Relay::~Relay() {
         link->each_connection([](Connection& c) { c.close(); });
       }
       impl_->links.clear();
+      for (auto& [id, lane] : impl_->shared) lane->wake->cancel();
       return 0;
     });
   } catch (...) {  // the io thread is gone already; nothing left to close
@@ -378,6 +474,13 @@ LinkId Relay::add_link(const LinkConfig& config) {
     } catch (const boost::system::system_error& e) {
       throw std::runtime_error("cannot listen on " + config.listen.host + ":" +
                                std::to_string(config.listen.port) + ": " + e.code().message());
+    }
+    for (auto [ids, lane] :
+         {std::pair{&config.up_via, &link->up}, std::pair{&config.down_via, &link->down}}) {
+      for (SharedId s : *ids) {
+        impl_->shared_lane(s);  // throws for an unknown id
+        lane->via.push_back(impl_->shared.at(s));
+      }
     }
     impl_->links.emplace(id, link);
     accept_loop(link);
@@ -460,6 +563,35 @@ LinkStats Relay::stats(LinkId id) {
     s.connections = link.conns.size();
     s.partitioned = link.partition.has_value();
     return s;
+  });
+}
+
+SharedId Relay::add_shared(const LinkProfile& profile) {
+  validate_shared(profile);
+  return impl_->call([&] {
+    auto lane = std::make_shared<Lane>(profile, 1, Clock::now());
+    lane->wake.emplace(impl_->io);
+    const SharedId id = impl_->next_shared++;
+    impl_->shared.emplace(id, std::move(lane));
+    return id;
+  });
+}
+
+void Relay::set_shared_profile(SharedId id, const LinkProfile& profile) {
+  validate_shared(profile);
+  impl_->call([&] {
+    Lane& lane = impl_->shared_lane(id);
+    lane.shaper.set_profile(lane.since(Clock::now()), profile);
+    Connection::wake_parked(lane);
+    return 0;
+  });
+}
+
+DirectionStats Relay::shared_stats(SharedId id) {
+  return impl_->call([&] {
+    Lane& lane = impl_->shared_lane(id);
+    lane.meter.roll(Clock::now());
+    return DirectionStats{lane.meter.total, lane.queued, lane.meter.rate_bps};
   });
 }
 

@@ -4,7 +4,9 @@
 //
 // Threading contract: every public method may be called from any thread except the relay's own (it
 // posts to the io_context and waits for the answer; from a handler it would deadlock, so it throws).
-// The connections of one link share its two shapers, as flows share a real link.
+// The connections of one link share its two shapers, as flows share a real link. A shared link
+// (add_shared) is one more shaper that the directions of several links cross, e.g. a site's uplink that
+// all its peers' traffic to other sites shares.
 //
 // A TCP relay cannot drop packets: TCP turns loss into delay. Partitions and stalls are the faults it can
 // emulate (docs/stack.md).
@@ -34,11 +36,16 @@ enum class PartitionMode {
   reset,      // every connection is closed and new ones are refused until heal
 };
 
+using SharedId = uint32_t;
+
 struct LinkConfig {
   HostPort listen;  // port 0: any free port (see Relay::port)
   HostPort target;
   LinkShape shape;
   uint64_t seed = 1;  // jitter stream
+  // Shared links each direction crosses before its own shape (e.g. the sender's site uplink, then the
+  // receiver's site downlink).
+  std::vector<SharedId> up_via = {}, down_via = {};
 };
 
 struct DirectionStats {
@@ -75,6 +82,14 @@ class Relay {
   void partition(LinkId id, PartitionMode mode = PartitionMode::blackhole);
   void heal(LinkId id);
   LinkStats stats(LinkId id);
+
+  // A link that link directions cross (LinkConfig::up_via, down_via) and share: a token bucket and a
+  // delay (no jitter, stalls or traces). A chunk books its slot on each shared link when the relay reads
+  // it, in read order; the connections crossing a full one wait their turn in arrival order, one chunk
+  // each, so flows share it round-robin. Lives as long as the relay.
+  SharedId add_shared(const LinkProfile& profile);
+  void set_shared_profile(SharedId id, const LinkProfile& profile);
+  DirectionStats shared_stats(SharedId id);
 
   struct Impl;
 

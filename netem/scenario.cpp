@@ -3,10 +3,12 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <initializer_list>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "gossip/byzantine.h"
 
@@ -145,6 +147,28 @@ class Reader {
     return s;
   }
 
+  // A site's uplink or downlink: "20mbit", or { bandwidth = "20mbit", delay = "5ms" }. A declaration
+  // needs the bandwidth (a shared link with none shares nothing); a set_site change needs one field.
+  WanChange wan(const toml::table& t, const std::string& path, std::string_view key, bool declaration) const {
+    const toml::node* n = t.get(key);
+    const std::string field = join(path, key);
+    WanChange c;
+    if (n->is_string()) {
+      c.bandwidth_bps = parsed(t, path, key, [](const std::string& v) { return parse_bandwidth(v); });
+    } else {
+      const toml::table& w = table(*n, field);
+      only(w, field, {"bandwidth", "delay"});
+      c.bandwidth_bps =
+          parsed(w, field, "bandwidth", [](const std::string& v) { return parse_bandwidth(v); });
+      c.delay = parsed(w, field, "delay",
+                       [](const std::string& v) { return parse_duration(v, std::chrono::seconds(60)); });
+      if (!c.bandwidth_bps && (declaration || !c.delay)) fail(n, field + ".bandwidth", "missing");
+    }
+    if (c.bandwidth_bps && std::isinf(*c.bandwidth_bps))
+      fail(n, field, "must be a finite bandwidth (leave " + std::string(key) + " out for none)");
+    return c;
+  }
+
  private:
   static std::string fmt(double v) {
     std::ostringstream o;
@@ -169,7 +193,7 @@ void parse_sites(const Reader& r, const toml::table& root, Scenario& s) {
   for (size_t i = 0; i < arr->size(); ++i) {
     const toml::table& t = *arr->get(i)->as_table();
     const std::string path = "site[" + std::to_string(i) + "]";
-    r.only(t, path, {"name", "peers", "compute", "link", "byzantine"});
+    r.only(t, path, {"name", "peers", "compute", "link", "uplink", "downlink", "byzantine"});
     ScenarioSite site;
     site.name = r.required_string(t, path, "name");
     if (site.name.empty() || site.name.find_first_of(" \t*") != std::string::npos) {
@@ -195,6 +219,8 @@ void parse_sites(const Reader& r, const toml::table& root, Scenario& s) {
     }
     if (const toml::node* l = t.get("link"))
       site.local = r.shape(r.table(*l, path + ".link"), path + ".link", {});
+    if (t.get("uplink")) site.uplink = r.wan(t, path, "uplink", true).applied_to({});
+    if (t.get("downlink")) site.downlink = r.wan(t, path, "downlink", true).applied_to({});
     for (size_t k = 0; k < n; ++k) {
       site.peers.push_back(s.peers.size());
       s.peers.push_back({site.name + "-" + std::to_string(k), s.sites.size(), compute[k], true, {}, 0});
@@ -252,14 +278,15 @@ void parse_events(const Reader& r, const toml::table& root, Scenario& s) {
     e.at = *at;
     const std::string action = r.required_string(t, path, "action");
     static const std::pair<std::string_view, EventKind> kinds[] = {
-        {"kill", EventKind::kill}, {"restart", EventKind::restart},
-        {"join", EventKind::join}, {"partition", EventKind::partition},
-        {"heal", EventKind::heal}, {"set_link", EventKind::set_link}};
+        {"kill", EventKind::kill},        {"restart", EventKind::restart},
+        {"join", EventKind::join},        {"partition", EventKind::partition},
+        {"heal", EventKind::heal},        {"set_link", EventKind::set_link},
+        {"set_site", EventKind::set_site}};
     auto k =
         std::find_if(std::begin(kinds), std::end(kinds), [&](const auto& p) { return p.first == action; });
     if (k == std::end(kinds)) {
       r.fail(t.get("action"), path + ".action",
-             "unknown action \"" + action + "\" (kill, restart, join, partition, heal, set_link)");
+             "unknown action \"" + action + "\" (kill, restart, join, partition, heal, set_link, set_site)");
     }
     e.kind = k->second;
     if (e.kind == EventKind::kill || e.kind == EventKind::restart || e.kind == EventKind::join) {
@@ -269,6 +296,22 @@ void parse_events(const Reader& r, const toml::table& root, Scenario& s) {
           std::find_if(s.peers.begin(), s.peers.end(), [&](const ScenarioPeer& q) { return q.name == name; });
       if (p == s.peers.end()) r.fail(t.get("peer"), path + ".peer", "no peer named \"" + name + "\"");
       e.peer = size_t(p - s.peers.begin());
+    } else if (e.kind == EventKind::set_site) {
+      r.only(t, path, {"at", "action", "site", "uplink", "downlink"});
+      if (!t.get("site")) r.fail(&t, path + ".site", "missing");
+      const size_t site = r.site_index(*t.get("site"), path + ".site", s.sites);
+      e.sites = {site};
+      for (auto [key, change, has] :
+           {std::tuple{"uplink", &e.uplink, s.sites[site].uplink.has_value()},
+            std::tuple{"downlink", &e.downlink, s.sites[site].downlink.has_value()}}) {
+        if (!t.get(key)) continue;
+        if (!has)
+          r.fail(t.get(key), path + "." + key,
+                 "site \"" + s.sites[site].name + "\" has no " + key +
+                     " to change: declare one in its [[site]]");
+        *change = r.wan(t, path, key, false);
+      }
+      if (!e.uplink && !e.downlink) r.fail(&t, path, "set_site needs uplink or downlink");
     } else if (e.kind == EventKind::set_link) {
       r.only(t, path, {"at", "action", "sites", "bandwidth", "delay", "jitter", "direction"});
       e.sites = r.sites(t, path, s.sites, 2, 2);
@@ -350,6 +393,11 @@ LinkShape Scenario::shape_between(size_t from, size_t to) const {
     if (l.a == to && l.b == from) return {l.shape.down, l.shape.up};
   }
   return default_link;
+}
+
+bool Scenario::shares_wan() const {
+  return std::any_of(sites.begin(), sites.end(),
+                     [](const ScenarioSite& s) { return s.uplink || s.downlink; });
 }
 
 Scenario parse_scenario(const std::string& toml_text, const std::string& source_name) {

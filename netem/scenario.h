@@ -33,6 +33,20 @@ struct ScenarioSite {
   std::string name;
   std::vector<size_t> peers;  // indices into Scenario::peers
   LinkShape local;            // between two peers of this site (up: dialer -> listener)
+  // The site's WAN access, shared by all its peers' traffic to other sites (bandwidth and delay): what
+  // leaves the site crosses its uplink, then the pair's profile, then the other site's downlink.
+  std::optional<LinkProfile> uplink, downlink;
+};
+
+// set_site: the fields given replace those of a site's uplink or downlink.
+struct WanChange {
+  std::optional<double> bandwidth_bps;
+  std::optional<Nanos> delay;
+  LinkProfile applied_to(LinkProfile p) const {
+    if (bandwidth_bps) p.rate_bps = *bandwidth_bps;
+    if (delay) p.delay = *delay;
+    return p;
+  }
 };
 
 // Between two different sites; shape.up is a -> b, shape.down is b -> a.
@@ -41,14 +55,14 @@ struct SiteLink {
   LinkShape shape;
 };
 
-enum class EventKind { kill, restart, join, partition, heal, set_link };
+enum class EventKind { kill, restart, join, partition, heal, set_link, set_site };
 
 struct ScenarioEvent {
   Nanos at{0};
   EventKind kind = EventKind::kill;
   std::optional<size_t> peer;  // kill, restart, join
   // partition, heal, set_link: two sites (the same one twice: within the site), or one site: all its
-  // links to other sites.
+  // links to other sites. set_site: its one site.
   std::vector<size_t> sites;
   PartitionMode mode = PartitionMode::blackhole;  // partition
   // set_link: the fields given replace those of the profile; `direction` "both" (default), "up" (first
@@ -56,7 +70,8 @@ struct ScenarioEvent {
   std::optional<double> bandwidth_bps;
   std::optional<Nanos> delay, jitter;
   bool up = true, down = true;
-  int line = 0;  // in the scenario file
+  std::optional<WanChange> uplink, downlink;  // set_site
+  int line = 0;                               // in the scenario file
 };
 
 struct Scenario {
@@ -74,6 +89,8 @@ struct Scenario {
 
   // The shape of traffic from a peer of site `from` to a peer of site `to` (up: from -> to).
   LinkShape shape_between(size_t from, size_t to) const;
+  // Whether a site declares an uplink or downlink.
+  bool shares_wan() const;
 };
 
 Scenario parse_scenario(const std::string& toml_text, const std::string& source_name = "scenario");

@@ -148,11 +148,21 @@ Nanos Shaper::jitter() {
   return Nanos(int64_t(z % span) - profile_.jitter.count());
 }
 
-Nanos Shaper::release(Nanos arrival, uint64_t bytes) {
+Nanos Shaper::busy_until() const {
+  if (tokens_ >= 0 || std::isinf(profile_.rate_bps)) return at_;
+  return at_ + Nanos(int64_t(std::ceil(-tokens_ / (profile_.rate_bps / 8) * 1e9)));
+}
+
+Nanos Shaper::depart(Nanos arrival, uint64_t bytes) {
   if (arrival > at_) accrue(arrival);
   const Nanos departure = time_for_tokens(std::min(double(bytes), double(burst_)));
+  if (departure != kNever) tokens_ -= double(bytes);
+  return departure;
+}
+
+Nanos Shaper::release(Nanos arrival, uint64_t bytes) {
+  const Nanos departure = depart(arrival, bytes);
   if (departure == kNever) return kNever;
-  tokens_ -= double(bytes);
   const Nanos one_way = std::max(Nanos(0), delay_at(departure) + jitter());
   last_release_ = after_stalls(std::max(last_release_, departure + one_way));
   return last_release_;

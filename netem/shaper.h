@@ -67,9 +67,15 @@ class Shaper {
   // When a chunk of `bytes` that arrived at `arrival` reaches the other end. Arrivals must not go back in
   // time. Returns Nanos::max() if it never would (a stall or trace that never ends).
   Nanos release(Nanos arrival, uint64_t bytes);
+  // Only step 1 and 2's departure: when the chunk leaves the bucket (no delay, jitter or ordering rule).
+  // The relay books a chunk on a shared link this way (netem/relay.h, Relay::add_shared).
+  Nanos depart(Nanos arrival, uint64_t bytes);
 
   const LinkProfile& profile() const { return profile_; }
   uint64_t burst() const { return burst_; }
+  // When the bucket has paid for every chunk departed so far (at the profile's rate): in the future
+  // while chunks are booked ahead.
+  Nanos busy_until() const;
   // True when no rule delays anything: the relay then forwards without timers.
   bool unshaped() const { return profile_.unshaped() && trace_.empty() && stalls_.empty(); }
 

@@ -16,6 +16,7 @@
 #include "gossip/wire.h"
 #include "model/rng.h"
 #include "netem/runner.h"
+#include "netem/sim_links.h"
 
 namespace murmur::netem {
 
@@ -86,7 +87,6 @@ struct InFlight {
 enum class Phase : uint8_t { off, computing, waiting, done };
 
 struct Peer {
-  size_t site = 0;
   double compute = 1.0;
   bool started = false, crashed = false;
   Phase phase = Phase::off;
@@ -100,25 +100,20 @@ struct Peer {
   uint64_t bytes_sent = 0, bytes_received = 0;
 };
 
-struct PairQueue {  // one directed peer pair: its bulk stream and the release times that keep FIFO order
-  double bulk_free = 0, last_bulk = 0, last_control = 0;
-};
-
 class Sim {
  public:
   Sim(const Scenario& s, const SimConfig& c, const std::function<void(const SimSample&)>& progress)
-      : s_(s), c_(c), progress_(progress), rng_(mix64(c.seed ^ 0x51a7e5)), peers_(s.peers.size()) {
+      : s_(s),
+        c_(c),
+        progress_(progress),
+        rng_(mix64(c.seed ^ 0x51a7e5)),
+        links_(s, rng_),
+        peers_(s.peers.size()) {
     obj_ = c.make_objective ? c.make_objective(peers_.size())
                             : make_quadratic(c.objective, peers_.size(), c.seed);
     result_.loss_name = obj_->loss_name();
     initial_ = obj_->initial();
-    const size_t n = s.sites.size();
-    shape_.assign(n, std::vector<LinkProfile>(n));
-    blocked_.assign(n, std::vector<bool>(n, false));
-    for (size_t a = 0; a < n; ++a)
-      for (size_t b = 0; b < n; ++b) shape_[a][b] = s.shape_between(a, b).up;
     for (size_t i = 0; i < peers_.size(); ++i) {
-      peers_[i].site = s.peers[i].site;
       peers_[i].compute = s.peers[i].compute;
       if (!s.peers[i].attack.empty())
         peers_[i].adversary = std::make_unique<g::Adversary>(
@@ -186,7 +181,7 @@ class Sim {
           drain_actions(i);
         }
         push(now_ + tick_ms_ / 1e3, Kind::tick, 0, 0);
-        forget_idle_pairs();
+        links_.forget_idle(now_);
         break;
       case Kind::round_done:
         if (peers_[e.peer].gen == e.tag && peers_[e.peer].phase == Phase::computing) end_local_steps(e.peer);
@@ -217,10 +212,7 @@ class Sim {
   }
   Millis now_ms() const { return static_cast<Millis>(std::llround(now_ * 1e3)); }
 
-  // -- the network model -----------------------------------------------------------------------------------
-  // Control messages (membership) go out at once: small, on their own connection. Bulk messages
-  // (training) queue behind each other on the pair's bandwidth. Delay and jitter as in netem/shaper.h:
-  // release = departure + delay + U(−jitter, +jitter), never before the previous release of its stream.
+  // -- the network (netem/sim_links.h) -------------------------------------------------------------------
   void send(size_t from, size_t to, std::variant<g::Message, TrainMsg> body, size_t bytes, bool bulk) {
     ++result_.messages;
     if (bulk) {
@@ -229,25 +221,11 @@ class Sim {
     } else {
       membership_bytes_ += bytes;
     }
-    const size_t a = peers_[from].site, b = peers_[to].site;
-    if (blocked_[a][b]) {
+    const std::optional<double> release = links_.send(now_, from, to, bytes, bulk);
+    if (!release) {
       ++result_.dropped;
       return;
     }
-    const LinkProfile& prof = shape_[a][b];
-    PairQueue& q = pairs_[uint64_t(from) << 32 | to];
-    const double serial = prof.rate_bps == kUnlimited ? 0.0 : double(bytes) * 8.0 / prof.rate_bps;
-    double depart = now_ + serial;
-    if (bulk) {
-      depart = std::max(now_, q.bulk_free) + serial;
-      q.bulk_free = depart;
-    }
-    const double jitter = std::chrono::duration<double>(prof.jitter).count();
-    double release = depart + std::chrono::duration<double>(prof.delay).count() +
-                     (jitter > 0 ? (2 * rng_.uniform() - 1) * jitter : 0.0);
-    double& last = bulk ? q.last_bulk : q.last_control;
-    release = std::max({release, depart, last});
-    last = release;
     size_t slot;
     if (free_slots_.empty()) {
       slot = flight_.size();
@@ -257,16 +235,7 @@ class Sim {
       free_slots_.pop_back();
     }
     flight_[slot] = InFlight{static_cast<uint32_t>(from), std::move(body)};
-    push(release, Kind::deliver, to, slot);
-  }
-
-  // A pair whose times are all past acts as a fresh one in send(): forget it.
-  void forget_idle_pairs() {
-    idle_pairs_.clear();
-    for (const auto& s : pairs_.slots())
-      if (s.used && std::max({s.value.bulk_free, s.value.last_bulk, s.value.last_control}) <= now_)
-        idle_pairs_.push_back(s.key);
-    for (uint64_t k : idle_pairs_) pairs_.erase(k);
+    push(*release, Kind::deliver, to, slot);
   }
 
   void deliver(size_t to, uint64_t slot) {
@@ -371,10 +340,7 @@ class Sim {
     if (round + 1 >= uint64_t(c_.rounds)) {
       // Like NetLoop, leave once the last deltas are out: Bye and LinkClose would overtake them.
       p.phase = Phase::done;
-      double out = now_;
-      for (const auto& kv : pairs_.slots())
-        if (kv.used && kv.key >> 32 == i) out = std::max(out, kv.value.last_bulk);
-      push(std::min(out, now_ + g::kLeaveDrain / 1e3), Kind::leave, i, p.gen);
+      push(std::min(links_.last_bulk_from(i, now_), now_ + g::kLeaveDrain / 1e3), Kind::leave, i, p.gen);
       return;
     }
     schedule_round(i);
@@ -445,16 +411,8 @@ class Sim {
       case EventKind::partition:
       case EventKind::heal:
       case EventKind::set_link:
-        for (size_t a = 0; a < shape_.size(); ++a)
-          for (size_t b = 0; b < shape_.size(); ++b) {
-            const Route r{0, 0, a, b, {}};
-            if (!route_matches(r, e.sites)) continue;
-            if (e.kind == EventKind::set_link) {
-              if (auto prof = set_link_profile(e, r, Direction::up, shape_[a][b])) shape_[a][b] = *prof;
-            } else {
-              blocked_[a][b] = e.kind == EventKind::partition;
-            }
-          }
+      case EventKind::set_site:
+        links_.apply(e);
         break;
     }
   }
@@ -510,18 +468,13 @@ class Sim {
   const SimConfig& c_;
   std::function<void(const SimSample&)> progress_;
   SplitMix64 rng_;
+  SimLinks links_;
   std::vector<Peer> peers_;
   std::unique_ptr<SimObjective> obj_;
   std::vector<float> initial_;  // every peer's θ at its first start
   std::vector<float> scratch_;  // a peer's θ during its local steps
   double sample_s_ = 1;         // virtual seconds between samples
   Millis tick_ms_ = 100;
-  std::vector<std::vector<LinkProfile>> shape_;  // [from site][to site]
-  std::vector<std::vector<bool>> blocked_;
-  // By from << 32 | to; only pairs with a message in flight: the others' entries could change nothing
-  // (see forget_idle_pairs), and this way the table stays in cache.
-  g::FlatTable<uint64_t, PairQueue, g::U64Hasher> pairs_;
-  std::vector<uint64_t> idle_pairs_;
   std::vector<InFlight> flight_;
   std::vector<size_t> free_slots_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;

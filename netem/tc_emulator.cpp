@@ -169,6 +169,9 @@ class TcEmulator final : public LinkEmulator {
     pair_[a][b] = p;
     apply(a, b);
   }
+  void set_site(size_t, Direction, const LinkProfile&) override {
+    throw std::logic_error("--backend tc has no shared site links (check_tc_scenario refuses them)");
+  }
   // A qdisc carries everything from one peer to another, whichever dialed: its bytes count once, as the
   // `up` of the route its sender dials (the reverse route's `down` stays 0).
   LinkStats stats(size_t route) override {
@@ -341,6 +344,13 @@ Argv tc_change_command(const TcTopology& t, size_t from, size_t to, const LinkPr
                                    netem_handle(to), "netem"});
   for (std::string& o : netem_options(p)) c.push_back(std::move(o));
   return c;
+}
+
+void check_tc_scenario(const Scenario& s) {
+  if (s.shares_wan())
+    throw std::invalid_argument(
+        "--backend tc: sites' uplink and downlink (a WAN shared by a site's peers) are emulated by the relay "
+        "backend and the simulator only; drop them from [[site]] or use the relay");
 }
 
 std::unique_ptr<LinkEmulator> make_tc_emulator(const std::vector<Route>& routes, size_t peers) {

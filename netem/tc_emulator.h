@@ -43,6 +43,11 @@ std::vector<Argv> tc_setup_commands(const TcTopology& t, const std::vector<std::
 // Replaces the netem qdisc shaping `from` -> `to` (a partition is a profile with loss = 100 %).
 Argv tc_change_command(const TcTopology& t, size_t from, size_t to, const LinkProfile& p);
 
+// Throws std::invalid_argument, starting "--backend tc:", for what this backend cannot build: sites'
+// shared uplinks and downlinks (each peer shapes its own egress here; a site's shared link would need
+// one more qdisc tree that all its peers' traffic crosses).
+void check_tc_scenario(const Scenario& s);
+
 // Builds the topology (after checking root, iproute2 and sch_netem) and tears it down when destroyed.
 std::unique_ptr<LinkEmulator> make_tc_emulator(const std::vector<Route>& routes, size_t peers);
 

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "netem/emulator.h"
 #include "netem/probe.h"
 #include "netem/relay.h"
 #include "netem/shaper.h"
@@ -265,7 +266,117 @@ TEST_F(RelayFixture, AQuietConnectionIsServedWhileAnotherSaturatesTheLink) {
   EXPECT_LT(server.received(), 3'000'000u);  // the bulk transfer was still under way
 }
 
+// Runs one transfer of `bytes` per port at once; returns each one's seconds.
+std::vector<double> concurrent_transfers(const std::vector<uint16_t>& ports, uint64_t bytes) {
+  std::vector<double> seconds(ports.size(), 0);
+  {
+    std::vector<std::jthread> flows;
+    for (size_t i = 0; i < ports.size(); ++i) {
+      flows.emplace_back([&, i] {
+        try {
+          seconds[i] = timed_transfer(ports[i], bytes, true);
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << "flow " << i << ": " << e.what();
+        }
+      });
+    }
+  }
+  return seconds;
+}
+
+TEST_F(RelayFixture, TwoFlowsShareAnUplink) {
+  // Two peers of one site send to two peers elsewhere: each pair's own link is unshaped, but both
+  // cross the site's 8 Mbit/s uplink. Together they get the uplink, each about half of it, and a
+  // round trip on a third link crossing the same uplink is not starved.
+  constexpr double kCap = 8e6;
+  const SharedId uplink = relay.add_shared({.rate_bps = kCap});
+  std::vector<uint16_t> ports;
+  for (int i = 0; i < 3; ++i) {
+    ports.push_back(relay.port(relay.add_link({.listen = {"127.0.0.1", 0},
+                                               .target = {"127.0.0.1", server.port()},
+                                               .shape = {},
+                                               .up_via = {uplink}})));
+  }
+  constexpr uint64_t kBytes = 1'500'000;  // 1.5 s alone, 3 s together
+  std::jthread quiet([port = ports[2]] {
+    std::this_thread::sleep_for(1s);
+    ProbeClient c(port, 'E', 2s);
+    for (int i = 0; i < 3; ++i) EXPECT_LT(c.ping(), 500ms) << "round trip " << i;
+  });
+  const std::vector<double> s = concurrent_transfers({ports[0], ports[1]}, kBytes);
+  const double slow = std::max(s[0], s[1]), fast = std::min(s[0], s[1]);
+  const double aggregate = 2.0 * kBytes * 8 / slow;
+  EXPECT_GT(aggregate, 0.6 * kCap) << format_rate(aggregate);
+  EXPECT_LT(aggregate, 1.15 * kCap) << format_rate(aggregate);
+  // First come, all taken would finish one flow in half the other's time; sharing finishes both late.
+  EXPECT_GT(fast / slow, 0.75) << fast << " s and " << slow << " s";
+  EXPECT_GE(relay.shared_stats(uplink).bytes, 2 * kBytes);
+}
+
+TEST_F(RelayFixture, SitesDownlinkCapsWhatComesIn) {
+  // Two sites with 40 Mbit/s uplinks send into one site whose downlink has 8 Mbit/s and 30 ms: the
+  // downlink is the bottleneck of both flows, and its delay adds to the path's.
+  constexpr double kCap = 8e6;
+  const SharedId down = relay.add_shared({.rate_bps = kCap, .delay = 30ms});
+  std::vector<uint16_t> ports;
+  for (int i = 0; i < 2; ++i) {
+    const SharedId up = relay.add_shared({.rate_bps = 40e6});
+    ports.push_back(relay.port(relay.add_link({.listen = {"127.0.0.1", 0},
+                                               .target = {"127.0.0.1", server.port()},
+                                               .shape = {},
+                                               .up_via = {up, down}})));
+  }
+  const std::vector<double> s = concurrent_transfers(ports, 1'000'000);
+  const double aggregate = 2.0 * 1'000'000 * 8 / std::max(s[0], s[1]);
+  EXPECT_GT(aggregate, 0.6 * kCap) << format_rate(aggregate);
+  EXPECT_LT(aggregate, 1.15 * kCap) << format_rate(aggregate);
+  const Nanos base = median_round_trip(relay.port(add()), 5);
+  const Nanos shaped = median_round_trip(ports[0], 5);
+  const double added_ms = std::chrono::duration<double, std::milli>(shaped - base).count();
+  EXPECT_NEAR(added_ms, 30.0, 3.0);
+  relay.set_shared_profile(down, {.rate_bps = kCap, .delay = 0ms});
+  EXPECT_LT(median_round_trip(ports[0], 5) - base, 3ms);
+}
+
+// The relay port peer `dialer`'s k-th --dial-via goes through (routes to the other peers in order).
+uint16_t via_port(const LinkEmulator& net, size_t dialer, size_t k) {
+  const std::string flag = net.peer_flags(dialer).at(2 * k + 1);
+  return uint16_t(std::stoi(flag.substr(flag.rfind(':') + 1)));
+}
+
+TEST_F(RelayFixture, ScenarioSitesUplinkIsSharedByItsPeers) {
+  // Site a's two peers send to site b's two at once through the runner's wiring: a's 8 Mbit/s uplink
+  // carries both; inside a, nothing crosses it; set_site changes it.
+  const Scenario s = parse_scenario(R"(
+name = "t"
+duration = "1min"
+[[site]]
+name = "a"
+peers = 2
+uplink = "8mbit"
+[[site]]
+name = "b"
+peers = 2
+)");
+  const auto net = make_relay_emulator(layout_routes(s), std::vector<uint16_t>(4, server.port()), s.sites);
+  // a-0's routes: a-1, b-0, b-1; a-1's: a-0, b-0, b-1.
+  std::vector<double> t = concurrent_transfers({via_port(*net, 0, 1), via_port(*net, 1, 2)}, 1'000'000);
+  EXPECT_GT(std::max(t[0], t[1]), 2.0 * 0.85);  // 2 MB at 8 Mbit/s: 2 s
+  EXPECT_LT(timed_transfer(via_port(*net, 0, 0), 1'000'000, false), 0.5);
+  EXPECT_LT(timed_transfer(via_port(*net, 2, 0), 1'000'000, false), 0.5);  // b -> a: no uplink of b
+  net->set_site(0, Direction::up, {.rate_bps = 80e6});
+  t = concurrent_transfers({via_port(*net, 0, 1), via_port(*net, 1, 2)}, 1'000'000);
+  EXPECT_LT(std::max(t[0], t[1]), 0.5);
+  EXPECT_THROW(net->set_site(1, Direction::up, {.rate_bps = 1e6}), std::invalid_argument);
+}
+
 TEST_F(RelayFixture, BadControlCallsThrow) {
+  EXPECT_THROW(relay.add_shared({.rate_bps = 1e6, .jitter = 1ms}), std::invalid_argument);
+  EXPECT_THROW(relay.add_shared({.rate_bps = 0}), std::invalid_argument);
+  EXPECT_THROW(
+      relay.add_link({.listen = {"127.0.0.1", 0}, .target = {"127.0.0.1", 1}, .shape = {}, .up_via = {99}}),
+      std::invalid_argument);
+  EXPECT_THROW(relay.shared_stats(99), std::invalid_argument);
   EXPECT_THROW(relay.stats(12345), std::invalid_argument);
   EXPECT_THROW(relay.add_link({.listen = {"127.0.0.1", 0},
                                .target = {"127.0.0.1", 1},

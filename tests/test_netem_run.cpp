@@ -284,7 +284,16 @@ TEST_F(NetemRunTest, SecondCtrlCAbortsAndTakesThePeersAlong) {
 TEST_F(NetemRunTest, ThreePeersTrainThroughTheRelay) {
   if (!node_works_) GTEST_SKIP() << "`murmur node` is not built yet (its --help lacks --dial-via)";
   const fs::path out = dir_->path() / "gossip";
-  const auto [code, started] = run(scenario("gossip", "gossip", "", 600), out, 0);
+  // Site a's peers share a 20 Mbit/s uplink, raised by a set_site event after 1 s (they train for about 4).
+  const fs::path scen =
+      scenario("gossip", "gossip",
+               "[[event]]\nat = \"1s\"\naction = \"set_site\"\nsite = \"a\"\nuplink = \"40mbit\"\n", 600);
+  std::stringstream text;
+  text << std::ifstream(scen).rdbuf();
+  std::string toml = text.str();
+  toml.replace(toml.find("peers = 2\n"), 10, "peers = 2\nuplink = \"20mbit\"\n");
+  std::ofstream(scen) << toml;
+  const auto [code, started] = run(scen, out, 0);
   EXPECT_EQ(code, 0) << log(out);
   EXPECT_EQ(started.size(), 3u);
   expect_gone(started);
@@ -301,6 +310,9 @@ TEST_F(NetemRunTest, ThreePeersTrainThroughTheRelay) {
     if (flow["from"] != flow["to"]) between += flow["bytes"].get<double>();
   }
   EXPECT_GT(between, 0.0);
+  std::stringstream events;
+  events << std::ifstream(out / "events.jsonl").rdbuf();
+  EXPECT_NE(events.str().find("\"set_site\""), std::string::npos) << events.str();
   for (const char* file :
        {"rounds.csv", "links.csv", "loss_vs_time.png", "loss_vs_bytes.png", "link_utilisation.png"})
     EXPECT_GT(fs::exists(out / file) ? fs::file_size(out / file) : 0, 100u) << file;

@@ -110,6 +110,19 @@ TEST(TcPlan, TheRelayRefusesPacketImpairments) {
   }
 }
 
+TEST(TcPlan, RefusesSitesSharedWan) {
+  EXPECT_NO_THROW(netem::check_tc_scenario(three_peers()));
+  const netem::Scenario s = netem::parse_scenario(
+      "name = \"x\"\nduration = \"1min\"\n[[site]]\nname = \"a\"\npeers = 2\nuplink = \"20mbit\"\n");
+  try {
+    netem::check_tc_scenario(s);
+    FAIL() << "accepted a site uplink";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("--backend tc:", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("uplink"), std::string::npos) << e.what();
+  }
+}
+
 // The setup commands as root, each netem leaf replaced by pfifo: namespaces, veths, bridge, classes and
 // filters must build, carry TCP between the peers' addresses, and go away on teardown.
 TEST(TcTopology, BuildsConnectsAndTearsDown) {

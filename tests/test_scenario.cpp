@@ -120,6 +120,59 @@ TEST(NetemScenario, RoutesCoverEveryOrderedPair) {
   }
 }
 
+TEST(NetemScenario, SitesShareTheirWan) {
+  const Scenario s = parse_scenario(R"(
+name = "wan"
+duration = "5min"
+
+[[site]]
+name = "eu"
+peers = 2
+uplink = "20mbit"
+downlink = { bandwidth = "100mbit", delay = "5ms" }
+
+[[site]]
+name = "us"
+peers = 1
+
+[[event]]
+at = "1min"
+action = "set_site"
+site = "eu"
+uplink = { delay = "30ms" }
+
+[[event]]
+at = "2min"
+action = "set_site"
+site = "eu"
+uplink = "5mbit"
+downlink = { bandwidth = "1gbit", delay = "0ms" }
+)");
+  EXPECT_TRUE(s.shares_wan());
+  ASSERT_TRUE(s.sites[0].uplink && s.sites[0].downlink);
+  EXPECT_DOUBLE_EQ(s.sites[0].uplink->rate_bps, 20e6);
+  EXPECT_EQ(s.sites[0].uplink->delay, 0ms);
+  EXPECT_DOUBLE_EQ(s.sites[0].downlink->rate_bps, 100e6);
+  EXPECT_EQ(s.sites[0].downlink->delay, 5ms);
+  EXPECT_FALSE(s.sites[1].uplink || s.sites[1].downlink);
+  // The pair profiles are untouched: the shared links come on top of them.
+  EXPECT_TRUE(s.shape_between(0, 1).up.unshaped());
+  ASSERT_EQ(s.events.size(), 2u);
+  const ScenarioEvent& delay = s.events[0];
+  EXPECT_EQ(delay.kind, EventKind::set_site);
+  EXPECT_EQ(delay.sites, std::vector<size_t>{0});
+  ASSERT_TRUE(delay.uplink);
+  EXPECT_FALSE(delay.downlink);
+  const LinkProfile up = delay.uplink->applied_to(*s.sites[0].uplink);  // only the delay changes
+  EXPECT_DOUBLE_EQ(up.rate_bps, 20e6);
+  EXPECT_EQ(up.delay, 30ms);
+  EXPECT_DOUBLE_EQ(*s.events[1].uplink->bandwidth_bps, 5e6);
+  EXPECT_DOUBLE_EQ(*s.events[1].downlink->bandwidth_bps, 1e9);
+  EXPECT_EQ(*s.events[1].downlink->delay, 0ms);
+  EXPECT_FALSE(
+      parse_scenario("name = \"x\"\nduration = \"1min\"\n[[site]]\nname = \"a\"\npeers = 1\n").shares_wan());
+}
+
 struct BadCase {
   std::string toml, expect1, expect2;
 };
@@ -145,6 +198,24 @@ TEST(NetemScenario, BadScenariosNameTheField) {
       {head + site + "[[event]]\nat = \"1min\"\naction = \"set_link\"\nsites = [\"a\", \"a\"]\n", "event[0]",
        "needs bandwidth"},
       {head + site + "[[link]]\nsites = [\"a\", \"a\"]\n", "link[0].sites", "two different sites"},
+      {head + site + "uplink = \"0mbit\"\n", "bad:6: site[0].uplink", "above 0"},
+      {head + site + "uplink = \"unlimited\"\n", "site[0].uplink", "finite"},
+      {head + site + "downlink = \"20mb\"\n", "site[0].downlink", "ambiguous"},
+      {head + site + "uplink = { delay = \"5ms\" }\n", "site[0].uplink.bandwidth", "missing"},
+      {head + site + "uplink = { bandwidth = \"1mbit\", delay = \"-5ms\" }\n", "site[0].uplink.delay", ""},
+      {head + site + "uplink = { bandwidth = \"1mbit\", delay = \"2min\" }\n", "site[0].uplink.delay", ""},
+      {head + site + "uplink = { bandwidth = \"1mbit\", jitter = \"5ms\" }\n", "site[0].uplink.jitter",
+       "unknown field"},
+      {head + site + "uplink = 20\n", "site[0].uplink", "expected a table"},
+      {head + site + "[[event]]\nat = \"1min\"\naction = \"set_site\"\nsite = \"a\"\nuplink = \"1mbit\"\n",
+       "bad:10: event[0].uplink", "no uplink to change"},
+      {head + site + "uplink = \"1mbit\"\n[[event]]\nat = \"1min\"\naction = \"set_site\"\nsite = \"a\"\n",
+       "event[0]", "needs uplink or downlink"},
+      {head + site +
+           "uplink = \"1mbit\"\n[[event]]\nat = \"1min\"\naction = \"set_site\"\nuplink = \"2mbit\"\n",
+       "event[0].site", "missing"},
+      {head + site + "[[event]]\nat = \"1min\"\naction = \"set_site\"\nsite = \"b\"\n", "event[0].site",
+       "no site named"},
       {head + site + "[training]\nnested = { a = 1 }\n", "training.nested", "expected a string"},
       {"duration = \"1min\"\n" + site, "name", "missing"},
       {"name = \"x\"\n" + site, "duration", "positive duration"},

@@ -7,7 +7,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "model/rng.h"
 #include "netem/scenario.h"
+#include "netem/sim_links.h"
 #include "netem/simulator.h"
 #include "test_util.h"
 
@@ -148,6 +150,52 @@ TEST(Simulator, LateJoinerAdoptsTheSwarmsState) {
   for (size_t i = 0; i < 5; ++i) others += r.peers[i].loss / 5;
   EXPECT_LT(r.peers[5].loss, 5 * others);  // its outer momentum starts from zero: a little behind
   EXPECT_LT(r.peers[5].loss, 0.05);
+}
+
+// Two sites of two peers, 8 Mbit/s between each pair of them; site a's uplink has 8 Mbit/s and 10 ms.
+// 1 MB takes 1 s at 8 Mbit/s.
+constexpr const char* kSharedUplink = R"(
+name = "t"
+duration = "1h"
+[[site]]
+name = "a"
+peers = 2
+uplink = { bandwidth = "8mbit", delay = "10ms" }
+[[site]]
+name = "b"
+peers = 2
+[[link]]
+sites = ["a", "b"]
+bandwidth = "8mbit"
+delay = "40ms"
+[[event]]
+at = "1min"
+action = "set_site"
+site = "a"
+uplink = "16mbit"
+)";
+
+TEST(SimLinks, TransfersAcrossASharedUplinkQueue) {
+  const murmur::netem::Scenario s = murmur::netem::parse_scenario(kSharedUplink);
+  murmur::SplitMix64 rng(1);
+  murmur::netem::SimLinks links(s, rng);
+  constexpr size_t kMB = 1'000'000;
+  // Alone: 1 s on the pair's link and the uplink at once, then 40 + 10 ms.
+  EXPECT_DOUBLE_EQ(*links.send(0, 0, 2, kMB, true), 1.05);
+  // a-0 -> b-0 and a-1 -> b-1 at once: each pair's own link carries its message in 1 s, but the uplink
+  // carries both: the second is through at 2 s, twice the time of one.
+  EXPECT_DOUBLE_EQ(*links.send(10, 0, 2, kMB, true), 11.05);
+  EXPECT_DOUBLE_EQ(*links.send(10, 1, 3, kMB, true), 12.05);
+  // Inside the site the uplink is not crossed; the reverse direction (b -> a) has no uplink of b.
+  EXPECT_DOUBLE_EQ(*links.send(20, 0, 1, kMB, true), 20.0);
+  EXPECT_DOUBLE_EQ(*links.send(20, 2, 0, kMB, true), 21.04);
+  // Control messages do not queue: one uplink's serialisation, as the pair's, plus both delays.
+  EXPECT_DOUBLE_EQ(*links.send(30, 0, 2, kMB, true), 31.05);
+  EXPECT_DOUBLE_EQ(*links.send(30, 1, 3, 1000, false), 30.051);
+  // set_site doubles the uplink: two transfers at once now end when each pair's link is done.
+  links.apply(s.events.at(0));
+  EXPECT_DOUBLE_EQ(*links.send(100, 0, 2, kMB, true), 101.05);
+  EXPECT_DOUBLE_EQ(*links.send(100, 1, 3, kMB, true), 101.05);
 }
 
 TEST(Simulator, RejectsBadConfigs) {

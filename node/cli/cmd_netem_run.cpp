@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "model/atomic_file.h"
 #include "netem/emulator.h"
@@ -84,6 +85,8 @@ const char* event_name(EventKind k) {
       return "heal";
     case EventKind::set_link:
       return "set_link";
+    case EventKind::set_site:
+      return "set_site";
   }
   return "?";
 }
@@ -135,6 +138,7 @@ void ScenarioRun::prepare() {
     throw std::invalid_argument(
         source + ": " + std::to_string(s_.peers.size()) + " peers; `murmur netem run` starts at most " +
         std::to_string(netem::kMaxRunPeers) + " processes (try `murmur netem simulate`)");
+  if (a_.backend == "tc") netem::check_tc_scenario(s_);
   config_ = netem::training_run_config(s_, peer::peer_flag_names(), source);
   if (!a_.algo.empty()) config_.algo = a_.algo;
   if (a_.base_tokens_per_s >= 0) config_.base_tokens_per_s = a_.base_tokens_per_s;
@@ -163,7 +167,7 @@ void ScenarioRun::prepare() {
   for (const netem::Route& r : routes_) shapes_.push_back(r.shape);
   try {
     net_ = a_.backend == "tc" ? netem::make_tc_emulator(routes_, peers_.size())
-                              : netem::make_relay_emulator(routes_, listen_ports);
+                              : netem::make_relay_emulator(routes_, listen_ports, s_.sites);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(source + ": " + e.what());
   }
@@ -249,6 +253,17 @@ void ScenarioRun::apply(const ScenarioEvent& e) {
   std::vector<std::string> names;
   for (size_t site : e.sites) names.push_back(s_.sites[site].name);
   j["sites"] = names;
+  if (e.kind == EventKind::set_site) {
+    netem::ScenarioSite& site = s_.sites[e.sites.at(0)];
+    for (auto [change, now, dir] : {std::tuple{&e.uplink, &site.uplink, netem::Direction::up},
+                                    std::tuple{&e.downlink, &site.downlink, netem::Direction::down}}) {
+      if (!*change) continue;
+      **now = (*change)->applied_to(**now);
+      net_->set_site(e.sites[0], dir, **now);
+    }
+    note(j);
+    return;
+  }
   int changed = 0;
   for (size_t k = 0; k < routes_.size(); ++k) {
     if (!netem::route_matches(routes_[k], e.sites)) continue;
@@ -432,12 +447,14 @@ void add_netem_run(CLI::App& netem) {
       "Each peer of the scenario runs `murmur node --config DIR/run.toml` (the scenario's [training]\n"
       "table; its keys are `murmur node` flag names) with its own keys, port and run directory\n"
       "DIR/peer-NAME. Every dial from one peer to another goes through its own relay link, shaped by\n"
-      "the two sites' profile (--dial-via); with --backend tc each peer runs in its own network\n"
+      "the two sites' profile (--dial-via) and, between sites, their shared uplink and downlink where\n"
+      "declared; with --backend tc each peer runs in its own network\n"
       "namespace and the kernel's tc netem shapes its packets instead. A peer's compute factor times "
       "base_tokens_per_s (in\n"
       "[training], or --base-tokens-per-s) throttles it; 0 = unthrottled. The timeline runs from the\n"
       "start: kill (SIGKILL), restart (same keys, --resume from its checkpoint), join, partition,\n"
-      "heal, set_link; each event goes to DIR/events.jsonl. The run stops when every peer has exited,\n"
+      "heal, set_link, set_site; each event goes to DIR/events.jsonl. The run stops when every peer has "
+      "exited,\n"
       "at the scenario's duration or on Ctrl-C (peers get SIGTERM and save a checkpoint), and always\n"
       "writes the report: DIR/summary.json (per peer: final losses, tokens, bytes, wait on the\n"
       "network; traffic per link and between sites), rounds.csv (every peer's rounds), links.csv\n"

@@ -233,7 +233,8 @@ void add_netem_simulate(CLI::App& netem) {
       netem.add_subcommand("simulate", "Simulate a scenario's swarm in virtual time, up to 10,000 peers");
   sub->footer(
       "Every peer runs the real membership and CHOCO gossip code with the real codecs; the network is\n"
-      "modelled from the scenario's links (bandwidth, delay, jitter, partitions, set_link) and compute\n"
+      "modelled from the scenario's links (bandwidth, delay, jitter, sites' shared uplinks and downlinks,\n"
+      "partitions, set_link, set_site) and compute\n"
       "from each peer's factor. By default, instead of the language model the peers minimise an analytical\n"
       "objective: peer i has f_i(x) = 1/2 sum_k a_k (x_k - b_ik)^2 with a_k in [0.1, 1] and b_i = b + h "
       "z_i,\n"
