@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The NAT scenario (issue 19; docs/netem.md, "Peers behind NAT"): one reachable seed and two sites, each
 # behind its own NAT (nftables masquerade), with two peers each, in network namespaces of this machine's
-# kernel. Every joiner runs `murmur node --reachability auto`: the seed dials each
+# kernel. Every joiner runs `murmur node` (--reachability auto, the default): the seed dials each
 # joiner back, fails (the sites' addresses are private), and the joiners train outbound-only. The seed is
 # SIGKILLed after --kill-seed-after-s; the others must finish on their own.
 #
@@ -162,7 +162,7 @@ t0=$(date +%s.%N)
 start seed "$ns_seed" 198.18.0.1 ${relay:+--relay}
 for s in a b; do
   for i in 1 2; do
-    start "$s$i" "${p}$s$i" "${site_net[$s]}.$((i + 1))" --join "$seed_key@198.18.0.1:7000" --reachability auto
+    start "$s$i" "${p}$s$i" "${site_net[$s]}.$((i + 1))" --join "$seed_key@198.18.0.1:7000"
   done
 done
 echo "nat-2sites: 5 peers started in $out; the seed is killed after ${kill_after}s"

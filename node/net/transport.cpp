@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include "gossip/peer_id.h"
 #include "gossip/wire.h"
@@ -90,6 +91,7 @@ struct Transport::Outbound {
   bool routed = false;          // addr empty: reached over its own connections to our ROUTER (its routes)
   zmq::socket_t control, bulk;  // dialled peers only; bulk connects on the first payload (or eager_bulk)
   bool single = false;          // payloads on the control connection too (a relay's port)
+  std::string dial_addr;        // routed: where the peer can be dialled, once its route is gone
   std::deque<zmq::message_t> control_queue;
   zmq::message_t chunk;  // the next payload chunk, built, when its connection could not take it yet
   bool chunk_ready = false;
@@ -122,7 +124,7 @@ Transport::Transport(TransportConfig config) : config_(std::move(config)) {
   configure_curve_server(router_, config_.keys);
   router_.set(zmq::sockopt::linger, 0);
   router_.set(zmq::sockopt::router_handover, 1);
-  // A frame to a route that is gone fails (EHOSTUNREACH) instead of vanishing: counted as no_route.
+  // A frame to a route that is not connected fails (EHOSTUNREACH) instead of vanishing: it waits.
   router_.set(zmq::sockopt::router_mandatory, 1);
   router_.set(zmq::sockopt::rcvhwm, kRouterRcvHwm);
   router_.set(zmq::sockopt::maxmsgsize, int64_t(kMaxFrameBytes));
@@ -170,6 +172,20 @@ Transport::Outbound& Transport::outbound(const g::PeerInfo& to) {
   auto it = out_.find(to.id);
   std::unique_ptr<Outbound> moved;
   if (it != out_.end() && it->second->addr != to.addr) {
+    Outbound& o = *it->second;
+    // No address is news of nothing: a peer dialled at a join address (or before a restart) that
+    // advertises none yet keeps that connection, which is also its way back to us (its route).
+    if (to.addr.empty() && !o.routed) return o;
+    // A peer that became dialable keeps being answered over its own connection while that lasts: a
+    // dialled one would be a second path, unordered against the first (the ring's segments arrived out
+    // of order across such a switch). try_send dials it once the route is gone.
+    if (o.routed && !to.addr.empty()) {
+      const auto route = routes_.find(to.id);
+      if (route != routes_.end() && route->second) {
+        o.dial_addr = to.addr;
+        return o;
+      }
+    }
     // The peer moved, restarted elsewhere, or became dialable: what is queued goes the new way, a payload
     // half-sent from its first chunk again (the receiver starts over at a chunk 0).
     moved = std::move(it->second);
@@ -183,17 +199,21 @@ Transport::Outbound& Transport::outbound(const g::PeerInfo& to) {
       o->bulk_queue = std::move(moved->bulk_queue);
       if (!o->bulk_queue.empty()) o->bulk_queue.front().next_chunk = 0;
     }
-    o->addr = to.addr;
-    o->routed = to.addr.empty();
-    o->single = single_.count(to.addr) > 0;
-    if (!o->routed) {
-      o->control = connect_dealer(to, kControlSndHwm, route_id(id(), 'c'));
-      if (!o->single && (config_.eager_bulk || !o->bulk_queue.empty()))
-        o->bulk = connect_dealer(to, kBulkSndHwm, route_id(id(), 'b'));
-    }
+    o->routed = true;
+    if (!to.addr.empty()) dial(*o, to.id, to.addr);
     it = out_.emplace(to.id, std::move(o)).first;
   }
   return *it->second;
+}
+
+void Transport::dial(Outbound& o, const g::PeerId& to, const std::string& addr) {
+  o.addr = addr;
+  o.routed = false;
+  o.single = single_.count(addr) > 0;
+  const g::PeerInfo info{to, addr, 0};
+  o.control = connect_dealer(info, kControlSndHwm, route_id(id(), 'c'));
+  if (!o.single && (config_.eager_bulk || !o.bulk_queue.empty()))
+    o.bulk = connect_dealer(info, kBulkSndHwm, route_id(id(), 'b'));
 }
 
 Transport::Sent Transport::try_send(Outbound& o, bool bulk, const g::PeerId& to, zmq::message_t& frame) {
@@ -202,7 +222,7 @@ Transport::Sent Transport::try_send(Outbound& o, bool bulk, const g::PeerId& to,
     if (!(bulk && !o.single ? o.bulk : o.control).send(frame, zmq::send_flags::dontwait)) return Sent::later;
   } else {
     const auto route = routes_.find(to);
-    if (route == routes_.end() || !route->second) return Sent::no_route;
+    if (route == routes_.end() || !route->second) return redial(o, bulk, to, frame);
     // Payloads take the peer's bulk connection, or its control one where it opened no bulk connection.
     bool sent = false;
     for (const char kind : bulk ? std::string_view("bc") : std::string_view("c")) {
@@ -218,10 +238,23 @@ Transport::Sent Transport::try_send(Outbound& o, bool bulk, const g::PeerId& to,
       sent = router_.send(frame, zmq::send_flags::dontwait).has_value();
       break;
     }
-    if (!sent) return Sent::no_route;
+    if (!sent) return redial(o, bulk, to, frame);
   }
   for (LinkCounters* c : {&counters_.total, &counters_.peers[to]}) c->bytes_out += n;
   return Sent::yes;
+}
+
+// No route (not yet, or not any more): the peer is dialled where it became dialable, or the frame waits
+// for it to connect, as a DEALER's wait for its connection (bounded by the queues' limits).
+Transport::Sent Transport::redial(Outbound& o, bool bulk, const g::PeerId& to, zmq::message_t& frame) {
+  (void)bulk, (void)frame;
+  if (o.dial_addr.empty()) return Sent::later;
+  dial(o, to, std::exchange(o.dial_addr, {}));
+  // A payload half-sent over the route starts again at its first chunk (the receiver starts over at a
+  // chunk 0); the next pump sends on the new connection.
+  if (!o.bulk_queue.empty()) o.bulk_queue.front().next_chunk = 0;
+  o.chunk_ready = false;
+  return Sent::later;
 }
 
 void Transport::send(const g::PeerInfo& to, const g::Message& m) {
@@ -231,8 +264,6 @@ void Transport::send(const g::PeerInfo& to, const g::Message& m) {
   const Sent sent = o.control_queue.empty() ? try_send(o, false, to.id, frame) : Sent::later;
   if (sent == Sent::yes) {
     ++counters_.total.messages_out, ++counters_.peers[to.id].messages_out;
-  } else if (sent == Sent::no_route) {
-    reject(&to.id, "no_route", "outbound-only peer with no connection to us, message not sent");
   } else if (o.control_queue.size() < config_.max_queued_control) {
     o.control_queue.push_back(std::move(frame));
   } else {
@@ -301,10 +332,7 @@ void Transport::pump(const g::PeerId& to, Outbound& o) {
     const Sent sent = try_send(o, false, to, o.control_queue.front());
     if (sent == Sent::later) break;
     o.control_queue.pop_front();
-    if (sent == Sent::yes)
-      ++counters_.total.messages_out, ++counters_.peers[to].messages_out;
-    else
-      reject(&to, "no_route", "outbound-only peer with no connection to us, message not sent");
+    ++counters_.total.messages_out, ++counters_.peers[to].messages_out;
   }
   // Build a chunk's frame only when the socket will take it: poll() pumps on every wake-up, and a
   // full socket would otherwise cost a discarded copy of a chunk each time (a route cannot be asked:
@@ -327,12 +355,6 @@ void Transport::pump(const g::PeerId& to, Outbound& o) {
     const Sent sent = try_send(o, true, to, o.chunk);
     if (sent == Sent::later) return;
     o.chunk_ready = false;
-    if (sent == Sent::no_route) {  // the whole payload: the receiver drops a payload with a gap anyway
-      reject(&to, "no_route", "outbound-only peer with no connection to us, payload not sent");
-      reaper_.release(std::move(p.bytes));
-      o.bulk_queue.pop_front();
-      continue;
-    }
     if (++p.next_chunk == p.chunk_count) {
       reaper_.release(std::move(p.bytes));
       o.bulk_queue.pop_front();

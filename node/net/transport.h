@@ -86,9 +86,8 @@ struct LinkCounters {
   // out of order or a payload abandoned half-way), oversize (beyond max_payload_bytes),
   // memory (max_reassembly_bytes in use), no_link (the payload filter refused it),
   // timeout (a partial payload whose sender went quiet), queue_full (outgoing control
-  // or payload refused), no_route (to an outbound-only peer with no connection to us open),
-  // route_claim (a frame whose routing id names another key). Every chunk of a refused payload counts
-  // under its reason.
+  // or payload refused), route_claim (a frame whose routing id names another key). Every chunk of a refused
+  // payload counts under its reason.
   std::map<std::string, uint64_t> rejected;
 };
 
@@ -186,7 +185,7 @@ class Transport {
     const char* refused = nullptr;  // why: the rest of its chunks are dropped unread, counted so
   };
 
-  enum class Sent { yes, later, no_route };  // what became of a frame handed to a connection
+  enum class Sent { yes, later };  // a frame handed to a connection went, or waits for room or a route
   struct DialBackSocket {
     zmq::socket_t socket;
     std::chrono::steady_clock::time_point closes;
@@ -195,8 +194,10 @@ class Transport {
   Outbound& outbound(const gossip::PeerInfo& to);
   zmq::socket_t connect_dealer(const gossip::PeerInfo& to, int sndhwm, std::string routing_id);
   // Sends on `o`'s control (bulk: its bulk) connection: its DEALER, or its route through our ROUTER. Moves
-  // the frame when sent; false when the connection cannot take it now (or has no route: then counted).
+  // the frame when sent; `later` when the connection cannot take it now or the route is not connected.
   Sent try_send(Outbound& o, bool bulk, const gossip::PeerId& to, zmq::message_t& frame);
+  Sent redial(Outbound& o, bool bulk, const gossip::PeerId& to, zmq::message_t& frame);
+  void dial(Outbound& o, const gossip::PeerId& to, const std::string& addr);  // its DEALERs to addr
   void pump(const gossip::PeerId& to, Outbound& o);
   void receive_all(std::vector<Incoming>& out);
   void receive_dealer(const gossip::PeerId& from, zmq::socket_t& s, std::vector<Incoming>& out);

@@ -45,9 +45,9 @@ void add_peer_options(CLI::App& cmd, PeerArgs& a) {
       ->group(net);
   cmd.add_option("--join", a.join, "KEY@HOST:PORT of a peer already in the run (repeatable)")->group(net);
   cmd.add_option("--reachability", a.reachability,
-                 "Can other peers dial --advertise? public: yes; outbound: no (behind NAT or a firewall);\n"
-                 "auto: a peer this one joins through dials it back to find out (a peer that joins nobody\n"
-                 "is public). A peer nobody can dial still trains: it opens its links itself")
+                 "Can other peers dial --advertise? auto: a peer this one joins through dials it back to\n"
+                 "find out (a peer that joins nobody is public); public: yes; outbound: no (behind NAT or\n"
+                 "a firewall). A peer nobody can dial still trains: it opens its links itself")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "public", "outbound"}))
       ->group(net);

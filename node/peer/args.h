@@ -26,11 +26,9 @@ struct PeerArgs {
   std::string advertise;              // address others dial (default: the bound listen address)
   std::vector<std::string> join;      // KEY@HOST:PORT of any peers of the run
   std::vector<std::string> dial_via;  // ADDR=VIA: dial ADDR through VIA (netem relays)
-  // public: others can dial --advertise; outbound: nobody can (behind NAT); auto: a peer it joins
-  // through dials it back to find out (public when it joins nobody: the first seed). Not the default
-  // yet: a peer found dialable moves its traffic from its own connections to dialled ones, and the
-  // ring baselines' segments can be reordered across that switch (docs/membership.md).
-  std::string reachability = "public";
+  // auto: a peer it joins through dials it back to find out (public when it joins nobody: the first
+  // seed); public: others can dial --advertise; outbound: nobody can (behind NAT).
+  std::string reachability = "auto";
   bool relay = false;                      // relay links between peers nobody can dial (docs/relay.md)
   std::string relay_bandwidth = "20mbit";  // the cap on everything relayed
   std::string allow;                       // allow-list file; empty with --open
