@@ -197,4 +197,30 @@ TEST(SwarmMembership, APeerOfAnotherRunIsRefusedAndExitsNamingTheDifferences) {
   EXPECT_TRUE(seed.wait_for(std::chrono::seconds(30)));
 }
 
+// A joiner that sets only its keys, data and join address takes the run's other settings (here the seed's
+// --seed and --inner-steps) and is admitted; what it sets itself it keeps.
+TEST(SwarmMembership, AJoinerTakesTheRunsSettingsItDidNotSet) {
+  const LocalRun run(2, 2);
+  murmur::launch::Process seed = run.start(0, -1, {"--seed", "7", "--inner-steps", "20"});
+  murmur::launch::Process joiner = run.start(1, 0);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto m = member_states(run.log_of(0));
+        return m.count(run.name[1]) && m.at(run.name[1]) == "alive";
+      },
+      std::chrono::seconds(60)))
+      << "the joiner was not admitted";
+  std::ifstream f(run.output_of(1));
+  std::stringstream out;
+  out << f.rdbuf();
+  EXPECT_NE(out.str().find("settings taken from the run"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("seed: 7 here, 1337 there"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("inner steps: 20 here, 50 there"), std::string::npos) << out.str();
+  EXPECT_TRUE(joiner.running());
+  for (auto* p : {&joiner, &seed}) {
+    p->signal(SIGTERM);
+    EXPECT_TRUE(p->wait_for(std::chrono::seconds(30)));
+  }
+}
+
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "gossip/peer_id.h"
@@ -17,6 +18,7 @@
 #include "node/net/transport.h"
 #include "node/peer/args.h"
 #include "node/peer/net_loop.h"
+#include "node/peer/run_settings.h"
 #include "node/peer/training.h"
 #include "node/run/interrupt.h"
 
@@ -47,7 +49,7 @@ std::string render_metrics(peer::PeerMailbox& mailbox, const net::MetricsRegistr
   return out + registry.render();
 }
 
-void run_node(const peer::PeerArgs& a) {
+void run_node(peer::PeerArgs a, const std::set<std::string>& given) {
   peer::validate_peer_args(a);
   fs::create_directories(a.out);
   const net::Keys keys = net::load_keys(a.keys);
@@ -66,6 +68,22 @@ void run_node(const peer::PeerArgs& a) {
       throw std::invalid_argument("--dial-via '" + d +
                                   "': expected ADDR=VIA, e.g. tcp://10.0.0.2:7000=tcp://127.0.0.1:9001");
     tc.dial_map[d.substr(0, eq)] = d.substr(eq + 1);
+  }
+  if (!a.join.empty()) {
+    // What this peer did not set it takes from the run (a joiner needs only the join address, its keys
+    // and its data); what it did set and differs, the run refuses at join, naming it.
+    std::printf("asking %s for the run's settings...\n", a.join.front().c_str());
+    std::fflush(stdout);
+    const auto run =
+        peer::ask_run_identity(tc, a.join.front(), peer::run_identity(a), std::chrono::seconds(10));
+    if (!run) {
+      std::printf("no answer in 10 s: joining with this peer's own settings\n");
+    } else if (const std::string took = peer::adopt_run_settings(a, *run, given); !took.empty()) {
+      std::printf("settings taken from the run (the run's value here, the flag's or default there): %s\n",
+                  took.c_str());
+      peer::validate_peer_args(a);
+    }
+    std::fflush(stdout);
   }
   const gossip::MembershipConfig::Reach reach = peer::reach_of(a);
   // A peer others may be unable to dial opens both its connections at once: they answer over them.
@@ -157,7 +175,12 @@ void add_node_command(CLI::App& app) {
   std::string config_unused;
   sub->add_option("--config", config_unused, "TOML file with flag values (keys = flag names)");
   peer::add_peer_options(*sub, *a);
-  sub->callback([a] { run_node(*a); });
+  sub->callback([a, sub] {
+    std::set<std::string> given;  // on the command line or in --config
+    for (const std::string& flag : peer::kRunFlags)
+      if (sub->count(flag) > 0) given.insert(flag);
+    run_node(*a, given);
+  });
 }
 
 }  // namespace murmur::cli
