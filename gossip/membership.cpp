@@ -247,6 +247,14 @@ void Membership::handle(const PeerId& from, const RelayOffer& m, Millis now) {
   send(peer->info, LinkRequest{epoch, degree_with(1), run_digest_});
 }
 
+// Answered over the asker's own connection (no address): it is not a member, and does not become one.
+void Membership::handle(const PeerId& from, const RunQuery&, Millis) {
+  PeerInfo asker;
+  asker.id = from;
+  send(asker, RunInfo{cfg_.run});
+}
+void Membership::handle(const PeerId&, const RunInfo&, Millis) { ignore(); }  // read by the asker's driver
+
 void Membership::ask_relay(Millis now) {
   if (!self_.addr.empty() || now < next_relay_) return;
   next_relay_ = now + cfg_.relay_retry;

@@ -264,6 +264,8 @@ class Membership {
   void handle(const PeerId& from, const Reachable& m, Millis now);
   void handle(const PeerId& from, const RelayRequest& m, Millis now);
   void handle(const PeerId& from, const RelayOffer& m, Millis now);
+  void handle(const PeerId& from, const RunQuery& m, Millis now);
+  void handle(const PeerId& from, const RunInfo& m, Millis now);
   void ask_relay(Millis now);  // an outbound-only peer out of dialable candidates
 
   Hello hello() const;  // names the candidate address to dial back while none is advertised

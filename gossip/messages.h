@@ -19,7 +19,7 @@ namespace murmur::gossip {
 
 // 2: Delta.state_digest; 3: the run's identity in Hello/Welcome (and Refusal), its digest in Shuffle, Ping,
 // Ack and LinkRequest; 4: reachability (Hello.dial_back, Welcome.observed, Reachable) and relays
-// (RelayRequest, RelayOffer).
+// (RelayRequest, RelayOffer), RunQuery/RunInfo.
 inline constexpr uint32_t kProtocolVersion = 4;
 
 // BLAKE2b-256 of a public copy's fp32 bytes (a snapshot by digest).
@@ -196,9 +196,19 @@ struct RelayOffer {
   friend bool operator==(const RelayOffer&, const RelayOffer&) = default;
 };
 
-using Message =
-    std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRequest, LinkAccept, LinkReject, LinkClose,
-                 Payload, StateRequest, StateChunk, Bye, Refusal, Reachable, RelayRequest, RelayOffer>;
+// A peer about to join asks for the run's settings, to take those it did not set (murmur node); the
+// receiver answers RunInfo with its identity, over the asker's connection, and records nothing.
+struct RunQuery {
+  friend bool operator==(const RunQuery&, const RunQuery&) = default;
+};
+struct RunInfo {
+  RunIdentity run{};
+  friend bool operator==(const RunInfo&, const RunInfo&) = default;
+};
+
+using Message = std::variant<Hello, Welcome, Shuffle, Ping, Ack, PingReq, LinkRequest, LinkAccept, LinkReject,
+                             LinkClose, Payload, StateRequest, StateChunk, Bye, Refusal, Reachable,
+                             RelayRequest, RelayOffer, RunQuery, RunInfo>;
 
 // The training layer's message, carried as the reassembled bytes of Payloads on
 // a link (gossip/wire.h encodes it). `codec_payload` is a compress/ payload:

@@ -16,14 +16,15 @@ namespace g = murmur::gossip;
 namespace {
 
 constexpr size_t kTypes = std::variant_size_v<g::Message>;
-static_assert(kTypes == 18, "a new message needs its wire layout below and in docs/protocol.md");
+static_assert(kTypes == 20, "a new message needs its wire layout below and in docs/protocol.md");
 
 constexpr std::array<const char*, kTypes> kNames = {
-    "Hello",       "Welcome",    "Shuffle",    "Ping",      "Ack",          "PingReq",
-    "LinkRequest", "LinkAccept", "LinkReject", "LinkClose", "Payload",      "StateRequest",
-    "StateChunk",  "Bye",        "Refusal",    "Reachable", "RelayRequest", "RelayOffer"};
+    "Hello",      "Welcome",    "Shuffle",      "Ping",       "Ack",          "PingReq",    "LinkRequest",
+    "LinkAccept", "LinkReject", "LinkClose",    "Payload",    "StateRequest", "StateChunk", "Bye",
+    "Refusal",    "Reachable",  "RelayRequest", "RelayOffer", "RunQuery",     "RunInfo"};
 // Envelope array length per type: version, type, then the fields.
-constexpr std::array<uint32_t, kTypes> kArrayLen = {5, 6, 5, 5, 6, 4, 5, 4, 3, 3, 7, 4, 7, 3, 3, 3, 3, 5};
+constexpr std::array<uint32_t, kTypes> kArrayLen = {5, 6, 5, 5, 6, 4, 5, 4, 3, 3,
+                                                    7, 4, 7, 3, 3, 3, 3, 5, 2, 3};
 constexpr uint32_t kDeltaArrayLen = 7, kRingSegmentArrayLen = 5, kResyncArrayLen = 3;
 
 // A PeerInfo is [id, addr, incarnation]; a MemberUpdate flattens its PeerInfo and
@@ -121,6 +122,8 @@ void body(Packer& p, const g::Refusal& m) { put_all(p, m.run); }
 void body(Packer& p, const g::Reachable& m) { put_all(p, m.addr); }
 void body(Packer& p, const g::RelayRequest& m) { put_all(p, m.target); }
 void body(Packer& p, const g::RelayOffer& m) { put_all(p, m.peer, m.addr, m.callee); }
+void body(Packer&, const g::RunQuery&) {}
+void body(Packer& p, const g::RunInfo& m) { put_all(p, m.run); }
 
 // ------------------------------------------------------------------ decoding
 
@@ -346,6 +349,8 @@ void read(Fields& f, g::Bye& m) { m.incarnation = f.u64("incarnation"); }
 void read(Fields& f, g::Refusal& m) { m.run = read_run(f); }
 void read(Fields& f, g::Reachable& m) { m.addr = f.str("addr", g::kMaxAddrLen); }
 void read(Fields& f, g::RelayRequest& m) { m.target = f.key("target"); }
+void read(Fields&, g::RunQuery&) {}
+void read(Fields& f, g::RunInfo& m) { m.run = read_run(f); }
 void read(Fields& f, g::RelayOffer& m) {
   m.peer = f.key("peer");
   m.addr = f.str("addr", g::kMaxAddrLen);

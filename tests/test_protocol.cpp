@@ -76,7 +76,9 @@ struct Rand {
             g::Refusal{run()},
             g::Reachable{peer().addr},
             g::RelayRequest{key()},
-            g::RelayOffer{key(), peer().addr, bool(rng() & 1)}};
+            g::RelayOffer{key(), peer().addr, bool(rng() & 1)},
+            g::RunQuery{},
+            g::RunInfo{run()}};
   }
 };
 
@@ -108,7 +110,9 @@ TEST(Protocol, EveryMessageRoundTrips) {
                                          g::Refusal{run},
                                          g::Reachable{"tcp://10.0.0.2:7000"},
                                          g::RelayRequest{p.id},
-                                         g::RelayOffer{p.id, "tcp://198.51.100.1:40001", true}};
+                                         g::RelayOffer{p.id, "tcp://198.51.100.1:40001", true},
+                                         g::RunQuery{},
+                                         g::RunInfo{run}};
   ASSERT_EQ(fixed.size(), std::variant_size_v<g::Message>);
   for (size_t i = 0; i < fixed.size(); ++i) {
     EXPECT_EQ(fixed[i].index(), i);
@@ -254,7 +258,7 @@ TEST(Protocol, HostileFramesAreRejectedWithAReason) {
   EXPECT_TRUE(
       has(rejection(Frame().array(4).u(3).u(0).peer().run().out), "version 3"));  // before run identities
   EXPECT_TRUE(has(rejection(Frame().array(5).u(5).u(0).peer().run().s("").out), "version 5"));
-  EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(18).u(0).out), "unknown message type 18"));
+  EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(20).u(0).out), "unknown message type 20"));
   EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(100).u(0).out), "unknown message type 100"));
   EXPECT_TRUE(has(rejection(Frame().array(4).i(-1).u(0).peer().run().out), "version: not an unsigned"));
   EXPECT_TRUE(has(rejection(Frame().array(3).u(4).u(0).peer().out), "Hello: 1 fields, expected 3"));

@@ -74,8 +74,7 @@ void run_node(peer::PeerArgs a, const std::set<std::string>& given) {
     // and its data); what it did set and differs, the run refuses at join, naming it.
     std::printf("asking %s for the run's settings...\n", a.join.front().c_str());
     std::fflush(stdout);
-    const auto run =
-        peer::ask_run_identity(tc, a.join.front(), peer::run_identity(a), std::chrono::seconds(10));
+    const auto run = peer::ask_run_identity(tc, a.join.front(), std::chrono::seconds(10));
     if (!run) {
       std::printf("no answer in 10 s: joining with this peer's own settings\n");
     } else if (const std::string took = peer::adopt_run_settings(a, *run, given); !took.empty()) {

@@ -13,27 +13,21 @@ const std::vector<std::string> kRunFlags = {
 
 std::optional<gossip::RunIdentity> ask_run_identity(net::TransportConfig config,
                                                     const std::string& join_address,
-                                                    const gossip::RunIdentity& ours,
                                                     std::chrono::milliseconds timeout) {
   config.listen = "tcp://127.0.0.1:0";  // answers come back over our own connection
   config.linger_ms = 0;
   net::Transport t(config);
   const gossip::PeerInfo target = net::parse_join_address(join_address);
-  // No address and incarnation 0: the node that starts next outbids this Hello, and nobody dials us here.
-  gossip::Hello hello;
-  hello.self.id = t.id();
-  hello.run = ours;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto next_hello = std::chrono::steady_clock::now();
+  auto next_query = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() < deadline) {
-    if (std::chrono::steady_clock::now() >= next_hello) {
-      t.send(target, hello);
-      next_hello += std::chrono::seconds(1);
+    if (std::chrono::steady_clock::now() >= next_query) {
+      t.send(target, gossip::RunQuery{});
+      next_query += std::chrono::seconds(1);
     }
     for (net::Incoming& in : t.poll(std::chrono::milliseconds(50))) {
       if (in.from != target.id) continue;
-      if (const auto* w = std::get_if<gossip::Welcome>(&in.msg)) return w->run;
-      if (const auto* r = std::get_if<gossip::Refusal>(&in.msg)) return r->run;
+      if (const auto* r = std::get_if<gossip::RunInfo>(&in.msg)) return r->run;
     }
   }
   return std::nullopt;

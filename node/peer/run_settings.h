@@ -1,6 +1,6 @@
 // A joiner needs only a join address, its keys and its data (issue 19): the run's settings it did not
 // set itself (docs/membership.md, "Runs") it takes from the peer it joins through, which answers a
-// Hello with its RunIdentity (a Welcome when they agree, a Refusal otherwise).
+// RunQuery with its RunIdentity (RunInfo).
 #pragma once
 
 #include <chrono>
@@ -18,12 +18,11 @@ namespace murmur::peer {
 // The flags that set a field of the RunIdentity.
 extern const std::vector<std::string> kRunFlags;
 
-// The identity of the run the peer at `join_address` belongs to, asked with a Hello of `ours` from a
-// transport of its own (config: this peer's keys and admission, any free local port); nullopt if it
-// did not answer within `timeout` (Hello resent every second).
+// The identity of the run the peer at `join_address` belongs to, asked with a RunQuery from a transport
+// of its own (config: this peer's keys and admission, any free local port); nullopt if it did not
+// answer within `timeout` (asked again every second).
 std::optional<gossip::RunIdentity> ask_run_identity(net::TransportConfig config,
                                                     const std::string& join_address,
-                                                    const gossip::RunIdentity& ours,
                                                     std::chrono::milliseconds timeout);
 
 // Sets in `a` every setting of `run` whose flag is not in `given` (the flags the user set, on the
