@@ -804,8 +804,8 @@ void Membership::close_link(const PeerId& id, bool notify) {
   if (notify) send(l->second.peer, LinkClose{l->second.epoch});
   actions_.push_back(LinkDown{id, l->second.epoch});
   ++counters_.links_closed;
-  links_.erase(l);
   relayed_.erase(id);  // a relayed link is its session: the next one is asked for afresh
+  links_.erase(l);     // last: `id` may be this entry's own key
   update_first_expiry();
 }
 
