@@ -272,8 +272,11 @@ class Membership {
   // At most once per dial_back_interval per joiner, and for at most max_members joiners at a time.
   bool may_dial_back(const PeerId& id, Millis now);
   void run_reachability(Millis now);
-  // Others can dial it (it advertises an address), or it opened a connection to us that reaches it.
-  static bool reachable(const Member& m) { return !m.info.addr.empty() || m.heard_directly; }
+  // Others can dial it (it advertises an address), it opened a connection to us that reaches it, or a
+  // link joins us to it (through a relay, perhaps): we can probe it, so we notice when that path dies.
+  bool reachable(const Member& m) const {
+    return !m.info.addr.empty() || m.heard_directly || links_.count(m.info.id) || relayed_.count(m.info.id);
+  }
 
   // Drops a message whose run digest is not ours (counted); true if it did.
   bool other_run(uint64_t digest);

@@ -119,7 +119,8 @@ class FakeNetwork {
 
   std::function<void(size_t node, const Action& a)> on_action;
   uint64_t delivered = 0, dropped = 0;
-  uint64_t unroutable = 0;  // sends to a node behind NAT that had not opened a connection to the sender
+  uint64_t unroutable = 0;  // sends to a node behind NAT that had not opened a connection to the sender,
+                            // or between two nodes behind NAT not through a running relay
 
  private:
   struct Node {
@@ -155,7 +156,7 @@ class FakeNetwork {
         auto it = by_id_.find(s->to.id);
         const auto relay = relays_.find(s->to.addr);
         if (relay != relays_.end()) {
-          post(i, relay->second.second, std::move(s->msg));
+          post(i, relay->second.callee, std::move(s->msg));
         } else if (it != by_id_.end()) {
           post(i, it->second, std::move(s->msg));
         }
@@ -167,12 +168,13 @@ class FakeNetwork {
         const size_t caller = by_id_.at(o->caller.id), callee = by_id_.at(o->callee.id);
         const std::string at = "relay://" + std::to_string(i) + "/" + std::to_string(caller) + "/";
         relays_[at + std::to_string(callee)] = {caller, callee};
+        relay_between_[{caller, callee}] = relay_between_[{callee, caller}] = i;
         post(i, callee, RelayOffer{o->caller.id, at + std::to_string(callee), true});
         post(i, caller, RelayOffer{o->callee.id, at + std::to_string(callee), false});
       } else if (auto* u = std::get_if<UseRelay>(&a); u && u->callee) {
         // The callee's connection to the relay: what the caller sends through it reaches it, and back.
         if (auto r = relays_.find(u->addr); r != relays_.end())
-          opened_.insert({r->second.second, r->second.first});
+          opened_.insert({r->second.callee, r->second.caller});
         if (on_action) on_action(i, a);
       } else if (auto* d = std::get_if<DialBack>(&a)) {
         auto it = by_addr_.find(d->to.addr);
@@ -187,6 +189,14 @@ class FakeNetwork {
     }
   }
   void post(size_t from, size_t to, Message msg) {
+    // Two peers behind NAT reach each other only through a relay that runs (no hole punching).
+    if (nodes_[from].nat && nodes_[to].nat) {
+      const auto r = relay_between_.find({from, to});
+      if (r == relay_between_.end() || !nodes_[r->second].up) {
+        ++unroutable;
+        return;
+      }
+    }
     if (nodes_[from].nat) opened_.insert({from, to});
     if (nodes_[to].nat && !opened_.count({to, from})) {
       ++unroutable;
@@ -218,8 +228,12 @@ class FakeNetwork {
   std::vector<Node> nodes_;
   std::map<PeerId, size_t> by_id_;
   std::map<std::string, size_t> by_addr_;
-  std::set<std::pair<size_t, size_t>> opened_;               // (node behind NAT, peer it sent to)
-  std::map<std::string, std::pair<size_t, size_t>> relays_;  // relay port -> (caller, callee)
+  std::set<std::pair<size_t, size_t>> opened_;  // (node behind NAT, peer it sent to)
+  struct RelayPort {
+    size_t caller, callee;
+  };
+  std::map<std::string, RelayPort> relays_;                    // relay port -> whom it joins
+  std::map<std::pair<size_t, size_t>, size_t> relay_between_;  // (from, to) -> the relay joining them
   std::priority_queue<Envelope> queue_;
 };
 

@@ -946,6 +946,17 @@ TEST(MembershipReach, PeersBehindNatLinkWithEachOtherThroughARelay) {
   }
   EXPECT_GE(relayed, 4u);  // links counted at both ends
   EXPECT_GT(net.node(0).counters().relays_opened, 0u);
+  // The relay dies: the relayed links go with it, and the peers behind NAT, which can no longer reach
+  // one another, declare each other dead instead of waiting on neighbours that cannot answer.
+  net.crash(0);
+  net.run_for(30000);
+  for (size_t i = 1; i < net.size(); ++i) {
+    EXPECT_EQ(net.node(i).degree(), 0u) << i;
+    for (size_t j = 1; j < net.size(); ++j) {
+      if (j == i) continue;
+      EXPECT_NE(net.node(i).state_of(net.id(j)), PeerState::alive) << i << " about " << j;
+    }
+  }
 }
 
 // A peer whose members are all outbound-only peers it never heard from has nobody to probe: its timers
